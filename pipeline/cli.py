@@ -1,0 +1,165 @@
+"""The ``retailrec`` command: generate data, export it, run the pipeline.
+
+Every subcommand prints a short, readable result; bad input ends with ``error: <file>: <what>`` and
+exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+# TFRS, TFMA and TFX 1.16 need Keras 2: this must be set before TensorFlow is first imported.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from pipeline import configs  # noqa: E402
+from pipeline.errors import RetailrecError  # noqa: E402
+
+EXPORT_SUBDIR = "export"
+
+
+def _add_export_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cutoff", default=configs.DEFAULT_CUTOFF, help="train = events at or before it (UTC date)"
+    )
+    parser.add_argument(
+        "--sample-items",
+        type=int,
+        default=None,
+        help="keep N items drawn from those ever available=1 (the original protocol used 10000)",
+    )
+    parser.add_argument("--sample-seed", type=int, default=configs.SAMPLE_ITEMS_SEED)
+    parser.add_argument("--history-length", type=int, default=configs.HISTORY_LENGTH)
+    parser.add_argument(
+        "--min-coverage",
+        type=float,
+        default=configs.PROPERTY_MIN_COVERAGE,
+        help="keep properties present for at least this share of items",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retailrec", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write a synthetic RetailRocket-format raw folder")
+    gen.add_argument("--out", required=True)
+    gen.add_argument("--preset", default=configs.DEFAULT_GENERATOR_PRESET)
+    gen.add_argument("--visitors", type=int)
+    gen.add_argument("--items", type=int)
+    gen.add_argument("--events", type=int)
+    gen.add_argument("--seed", type=int, default=0)
+
+    exp = sub.add_parser("export", help="raw RetailRocket files -> the CSVs ExampleGen reads")
+    exp.add_argument(
+        "--raw",
+        required=True,
+        help="folder with events.csv, item_properties*.csv, category_tree.csv",
+    )
+    exp.add_argument("--out", required=True)
+    exp.add_argument(
+        "--force", action="store_true", help="replace a folder holding a different export"
+    )
+    _add_export_args(exp)
+
+    run = sub.add_parser("run", help="export + the whole pipeline (LocalDagRunner)")
+    run.add_argument("--raw", required=True)
+    run.add_argument("--output", required=True)
+    run.add_argument("--epochs", type=int, default=None)
+    run.add_argument(
+        "--force", action="store_true", help="replace a different export in OUTPUT/export"
+    )
+    _add_export_args(run)
+    return parser
+
+
+def _export_kwargs(args: argparse.Namespace) -> dict:
+    return {
+        "cutoff": args.cutoff,
+        "sample_items": args.sample_items,
+        "sample_seed": args.sample_seed,
+        "history_length": args.history_length,
+        "min_coverage": args.min_coverage,
+        "force": args.force,
+    }
+
+
+def format_export_summary(summary: dict) -> str:
+    """A few lines that tell a user what the export read, kept and dropped."""
+    ev, pr, sp = summary["events"], summary["properties"], summary["split"]
+    lines = [
+        f"events: {ev['rows_read']:,} read, {ev['dropped_duplicates']:,} duplicates dropped",
+        f"property rows: {pr['rows_read']:,} read for {pr['items_with_properties']:,} items and "
+        f"{pr['property_names']:,} names; kept numeric {pr['numeric']} and text {pr['text']}",
+        f"cutoff {sp['cutoff']}: train {sp['n_train']:,} events ({sp['train_visitors']:,} visitors, "
+        f"{sp['train_items']:,} items); eval {sp['n_eval_queries']:,} queries "
+        f"({sp['eval_visitors']:,} visitors), {sp['dropped_eval_events_of_visitors_unseen_in_train']:,} "
+        "eval events of visitors unseen in train dropped",
+        f"catalogue: {sp['n_items']:,} items ({sp['catalogue_items_without_train_events']:,} without "
+        f"train events); eval targets not in train: {sp['eval_targets_not_in_train']:,}, "
+        f"seen by the visitor in train: {sp['eval_targets_seen_by_visitor_in_train']:,}",
+    ]
+    if "sampling" in summary:
+        sa = summary["sampling"]
+        lines.append(
+            f"item sample: {sa['items']:,} of {sa['pool_ever_available']:,} ever-available items "
+            f"(seed {sa['seed']}), {sa['dropped_events_not_sampled']:,} events dropped"
+        )
+    return "\n".join(lines)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from data import generator
+
+    sizes = {k: getattr(args, k) for k in ("visitors", "items", "events") if getattr(args, k)}
+    counts = generator.generate(args.out, preset=args.preset, seed=args.seed, **sizes)
+    print(json.dumps(counts, indent=2, default=str))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from components.export import export
+
+    summary = export.export(args.raw, args.out, **_export_kwargs(args))
+    state = "reused (inputs and parameters unchanged)" if summary["reused"] else "written"
+    print(f"export {state}: {args.out}")
+    print(format_export_summary(summary))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from components.export import export
+
+    out = Path(args.output)
+    summary = export.export(args.raw, out / EXPORT_SUBDIR, **_export_kwargs(args))
+    state = "reused" if summary["reused"] else "written"
+    print(f"[export] {state}: {out / EXPORT_SUBDIR}")
+    print(format_export_summary(summary))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``retailrec`` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    commands = {"generate": _cmd_generate, "export": _cmd_export, "run": _cmd_run}
+    try:
+        return commands[args.command](args)
+    except RetailrecError as err:  # bad input: the message names the file, column and value
+        if args.verbose:
+            logging.exception("retailrec %s failed", args.command)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

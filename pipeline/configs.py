@@ -1,0 +1,22 @@
+"""Constants of the pipeline: protocol, export settings, paths. No logic lives here."""
+
+PIPELINE_NAME = "retailrec"
+
+# ---------------------------------------------------------------- evaluation protocol (DESIGN 5)
+DEFAULT_CUTOFF = "2015-08-01"  # train = events at or before 2015-08-01 00:00 UTC
+SAMPLE_ITEMS_SEED = 1  # numpy.random.default_rng(1).choice(pool, N, replace=False)
+EVAL_KS = (1, 5, 10, 20, 50)
+NDCG_K = 50
+COVERAGE_K = 50
+TIE_EPSILON = 1e-9
+
+# ---------------------------------------------------------------- export (DESIGN 4)
+PROPERTY_MIN_COVERAGE = 0.36  # the original kept properties of > 150,000 of 417,053 items
+NUMERIC_PROPERTY_MIN_SHARE = 0.99  # a property is numeric when this share of values is "n<number>"
+HISTORY_LENGTH = 50  # items kept in the history column (most recent first)
+RECENT_POPULARITY_DAYS = 14
+
+# ---------------------------------------------------------------- default data and outputs
+DEFAULT_RAW_DIR = "data/generated/default"
+DEFAULT_OUTPUT_DIR = "output/default"
+DEFAULT_GENERATOR_PRESET = "default"
