@@ -167,9 +167,12 @@ def _first_bad(con, table: str, condition: str, column: str) -> tuple[int, str, 
 def _int_expr(column: str) -> str:
     """SQL for a text id that may be written as a float ("213.0"); NULL when not an integer."""
     as_double = f"TRY_CAST(trim({column}) AS DOUBLE)"
+    # DuckDB rounds '10.5' when casting text to BIGINT: accept only digits, or an integral float.
     return (
-        f"COALESCE(TRY_CAST(trim({column}) AS BIGINT), CASE WHEN {as_double} = floor({as_double}) "
-        f"AND abs({as_double}) < {_MAX_FLOAT_ID} THEN CAST({as_double} AS BIGINT) END)"
+        f"CASE WHEN regexp_matches(trim({column}), '^-?[0-9]+$') "
+        f"THEN TRY_CAST(trim({column}) AS BIGINT) "
+        f"WHEN {as_double} = floor({as_double}) AND abs({as_double}) < {_MAX_FLOAT_ID} "
+        f"THEN CAST({as_double} AS BIGINT) END"
     )
 
 
