@@ -10,17 +10,20 @@ import os
 
 # TFRS, TFMA and TFX 1.16 need Keras 2: this must be set before TensorFlow is first imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
+import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from pipeline import configs  # noqa: E402
 from pipeline.errors import RetailrecError  # noqa: E402
 
-EXPORT_SUBDIR = "export"
+# google-api-core warns on every import that Python 3.10 is old; TFX 1.16 needs 3.10.
+warnings.filterwarnings("ignore", category=FutureWarning, module="google.api_core")
 
 
 def _add_export_args(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--raw", required=True)
     run.add_argument("--output", required=True)
     run.add_argument("--epochs", type=int, default=None)
+    run.add_argument(
+        "--exclude-seen",
+        action="store_true",
+        help="drop items the visitor had in train (all models)",
+    )
     run.add_argument(
         "--force", action="store_true", help="replace a different export in OUTPUT/export"
     )
@@ -134,13 +142,34 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from components.baselines import executor as baselines_executor
     from components.export import export
+    from pipeline import local_runner, results
 
-    out = Path(args.output)
-    summary = export.export(args.raw, out / EXPORT_SUBDIR, **_export_kwargs(args))
+    where = local_runner.paths(args.output)
+    Path(where["output"]).mkdir(parents=True, exist_ok=True)
+    summary = export.export(args.raw, where["export"], **_export_kwargs(args))
     state = "reused" if summary["reused"] else "written"
-    print(f"[export] {state}: {out / EXPORT_SUBDIR}")
+    print(f"[export] {state}: {where['export']}")
     print(format_export_summary(summary))
+
+    print("[pipeline] running the TFX pipeline (LocalDagRunner)", flush=True)
+    local_runner.run(args.output, exclude_seen=args.exclude_seen)
+
+    nodes = results.latest_run(results.open_store(where["metadata"]), configs.PIPELINE_NAME)
+    baseline = nodes.get("Baselines")
+    baseline_metrics = (
+        baselines_executor.read_metrics(baseline.outputs["baseline_metrics"][0].uri)
+        if baseline and baseline.outputs.get("baseline_metrics")
+        else None
+    )
+    metrics = results.build_metrics(summary, nodes, baseline_metrics)
+    results.write_json(where["metrics"], metrics)
+    for node, result in sorted(nodes.items()):
+        print(f"[pipeline] {node:<22} {result.state:<9} {result.seconds:8.1f} s")
+    print()
+    print(results.format_table(metrics["models"]))
+    print(f"\nmetrics: {where['metrics']}")
     return 0
 
 

@@ -20,3 +20,7 @@ RECENT_POPULARITY_DAYS = 14
 DEFAULT_RAW_DIR = "data/generated/default"
 DEFAULT_OUTPUT_DIR = "output/default"
 DEFAULT_GENERATOR_PRESET = "default"
+
+# ---------------------------------------------------------------- pipeline
+# Beam's DirectRunner on a laptop; Dataflow arguments come from the Vertex runner's flags.
+LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")

@@ -1,0 +1,66 @@
+"""Executor of the Baselines component: artifact plumbing around the pure ``baselines`` module."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+from components import examples_io
+from components.baselines import baselines
+from modules import features as F
+
+METRICS_FILE = "metrics.json"
+
+
+class Executor(base_executor.BaseExecutor):
+    """Reads the train and eval splits, runs every baseline, writes ``metrics.json``."""
+
+    def Do(  # noqa: N802 (the TFX executor interface)
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        output = artifact_utils.get_single_instance(output_dict["baseline_metrics"])
+        names = json.loads(exec_properties["baselines"])
+        columns = {F.VISITOR_ID: "int64", F.ITEM_ID: "int64", F.TIMESTAMP: "int64"}
+        train = examples_io.read_columns(examples.uri, exec_properties["train_split"], columns)
+        queries = examples_io.read_columns(examples.uri, exec_properties["eval_split"], columns)
+        logging.info(
+            "Baselines %s on %d train events, %d eval queries",
+            names,
+            len(train[F.ITEM_ID]),
+            len(queries[F.ITEM_ID]),
+        )
+        result = baselines.evaluate_all(
+            train[F.VISITOR_ID],
+            train[F.ITEM_ID],
+            train[F.TIMESTAMP],
+            queries[F.VISITOR_ID],
+            queries[F.ITEM_ID],
+            exclude_seen=bool(exec_properties["exclude_seen"]),
+            names=names,
+        )
+        write_metrics(output, result)
+
+
+def write_metrics(output: types.Artifact, result: dict) -> None:
+    """Writes the result to ``<uri>/metrics.json`` and the best baseline to artifact properties."""
+    os.makedirs(output.uri, exist_ok=True)
+    with open(os.path.join(output.uri, METRICS_FILE), "w") as fh:
+        json.dump(result, fh, indent=2, sort_keys=True)
+    output.best_baseline = result["best_baseline"]
+    output.best_recall_at_50 = float(result["best_recall@50"])
+
+
+def read_metrics(uri: str) -> dict:
+    """Reads the ``metrics.json`` of a BaselineMetrics artifact."""
+    with open(os.path.join(uri, METRICS_FILE)) as fh:
+        return json.load(fh)

@@ -1,0 +1,63 @@
+"""Reads columns of an ``Examples`` artifact split (gzipped TFRecords of tf.Example) into numpy."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+_BATCH = 65_536
+
+
+def split_files(examples_uri: str, split: str) -> list[str]:
+    """Returns the TFRecord files of ``split`` under an Examples artifact URI.
+
+    Raises:
+      FileNotFoundError: the split has no files.
+    """
+    import tensorflow as tf
+
+    pattern = os.path.join(examples_uri, f"Split-{split}", "*")
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(
+            f"{pattern}: no files; is '{split}' a split of this Examples artifact?"
+        )
+    return files
+
+
+def read_columns(
+    examples_uri: str, split: str, columns: dict[str, str], defaults: dict | None = None
+) -> dict[str, np.ndarray]:
+    """Reads scalar columns of one split.
+
+    Args:
+      examples_uri: the Examples artifact URI.
+      split: split name, e.g. "train".
+      columns: ``{feature name: "int64" | "float32" | "string"}``.
+      defaults: value for examples where a feature is absent (required otherwise).
+
+    Returns:
+      ``{feature name: 1-D array}`` in file order.
+    """
+    import tensorflow as tf
+
+    defaults = defaults or {}
+    dtypes = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}
+    spec = {
+        name: tf.io.FixedLenFeature([], dtypes[kind], default_value=defaults.get(name))
+        for name, kind in columns.items()
+    }
+    dataset = (
+        tf.data.TFRecordDataset(split_files(examples_uri, split), compression_type="GZIP")
+        .batch(_BATCH)
+        .map(lambda records: tf.io.parse_example(records, spec))
+    )
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in columns}
+    for batch in dataset.as_numpy_iterator():
+        for name in columns:
+            parts[name].append(batch[name])
+    return {
+        name: (np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64))
+        for name, chunks in parts.items()
+    }

@@ -1,0 +1,142 @@
+"""Reads a run's results back from ML Metadata and writes ``metrics.json`` (DESIGN section 8).
+
+ML Metadata is the record of what ran: the latest pipeline run's executions (cached ones included),
+their output artifacts and timings. Nothing here trusts a path that the run did not record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from modules import evaluation
+
+_OUTPUT_EVENTS = (
+    metadata_store_pb2.Event.OUTPUT,
+    metadata_store_pb2.Event.DECLARED_OUTPUT,
+)
+_STATES = {
+    metadata_store_pb2.Execution.COMPLETE: "complete",
+    metadata_store_pb2.Execution.CACHED: "cached",
+    metadata_store_pb2.Execution.FAILED: "failed",
+    metadata_store_pb2.Execution.RUNNING: "running",
+    metadata_store_pb2.Execution.NEW: "new",
+    metadata_store_pb2.Execution.CANCELED: "canceled",
+}
+
+
+@dataclass
+class NodeResult:
+    """One component's execution in a run."""
+
+    state: str
+    seconds: float
+    outputs: dict[str, list[metadata_store_pb2.Artifact]] = field(default_factory=dict)
+
+
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+    """Opens the SQLite ML Metadata store of a local run (read only use)."""
+    if not os.path.isfile(metadata_path):
+        raise FileNotFoundError(f"{metadata_path}: no ML Metadata store (has the pipeline run?)")
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def latest_run(store: metadata_store.MetadataStore, pipeline_name: str) -> dict[str, NodeResult]:
+    """Returns ``{node id: NodeResult}`` of the latest run of ``pipeline_name``."""
+    runs = [
+        c for c in store.get_contexts_by_type("pipeline_run") if _belongs(store, c, pipeline_name)
+    ]
+    if not runs:
+        return {}
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    executions = store.get_executions_by_context(run.id)
+    results: dict[str, NodeResult] = {}
+    events = store.get_events_by_execution_ids([e.id for e in executions])
+    by_execution: dict[int, list] = defaultdict(list)
+    for event in events:
+        if event.type in _OUTPUT_EVENTS:
+            by_execution[event.execution_id].append(event)
+    artifact_ids = sorted({e.artifact_id for evs in by_execution.values() for e in evs})
+    artifacts = {a.id: a for a in store.get_artifacts_by_id(artifact_ids)} if artifact_ids else {}
+    for execution in executions:
+        node = _node_id(store, execution, pipeline_name)
+        outputs: dict[str, list] = defaultdict(list)
+        for event in by_execution[execution.id]:
+            key = event.path.steps[0].key if event.path.steps else ""
+            outputs[key].append(artifacts[event.artifact_id])
+        seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3
+        results[node] = NodeResult(
+            state=_STATES.get(execution.last_known_state, "unknown"),
+            seconds=round(seconds, 2),
+            outputs=dict(outputs),
+        )
+    return results
+
+
+def _belongs(store, run_context, pipeline_name: str) -> bool:
+    parents = store.get_parent_contexts_by_context(run_context.id)
+    return any(p.name == pipeline_name for p in parents) or not parents
+
+
+def _node_id(store, execution, pipeline_name: str) -> str:
+    for context in store.get_contexts_by_execution(execution.id):
+        prefix = f"{pipeline_name}."
+        if context.name.startswith(prefix):
+            return context.name[len(prefix) :]
+    return str(execution.id)
+
+
+def build_metrics(
+    export_summary: dict, nodes: dict[str, NodeResult], baseline_metrics: dict | None
+) -> dict:
+    """Assembles ``metrics.json`` from the export summary and the run's artifacts."""
+    split = export_summary["split"]
+    models: dict[str, dict] = {}
+    if baseline_metrics:
+        models.update(baseline_metrics["models"])
+    return {
+        "protocol": {
+            "cutoff": split["cutoff"],
+            "n_train": split["n_train"],
+            "n_eval_queries": split["n_eval_queries"],
+            "n_items": split["n_items"],
+            "exclude_seen": bool(baseline_metrics and baseline_metrics.get("exclude_seen")),
+        },
+        "models": models,
+        "best_baseline": (baseline_metrics or {}).get("best_baseline"),
+        "ann": None,
+        "blessed": False,
+        "pushed_to": None,
+        "timings_s": {node: r.seconds for node, r in sorted(nodes.items())},
+        "cached": sorted(node for node, r in nodes.items() if r.state == "cached"),
+    }
+
+
+def write_json(path: str, payload: dict) -> None:
+    """Writes JSON through a temporary file and a rename: readers never see half a file."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(payload, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def format_table(models: dict[str, dict]) -> str:
+    """The results table printed by ``retailrec run``: every model's Recall@K and NDCG@50."""
+    names = evaluation.metric_names()
+    header = f"{'model':<18}" + "".join(f"{n:>12}" for n in names)
+    rows = [header, "-" * len(header)]
+    ordered = sorted(models.items(), key=lambda kv: -kv[1].get("recall@50", 0.0))
+    for name, metrics in ordered:
+        rows.append(
+            f"{name:<18}" + "".join(f"{metrics.get(n, float('nan')):>12.4f}" for n in names)
+        )
+    return "\n".join(rows)
