@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from components.export import export as E
+from data import fixtures
 from modules import features as F
 
-REAL = Path(__file__).resolve().parents[2] / "data" / "testdata" / "retailrocket_real"
 T0 = 1_430_000_000_000  # 2015-04-25 22:13:20 UTC: every timestamp below is T0 + a few ms
 CUTOFF = T0 + 4500
 
@@ -342,12 +341,7 @@ def test_items_without_properties_are_counted(tmp_path):
 
 
 def _real_raw(tmp_path: Path, events_file: str) -> Path:
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    shutil.copy(REAL / events_file, raw / "events.csv")
-    shutil.copy(REAL / "item_properties_sample.csv", raw / "item_properties_part1.csv")
-    shutil.copy(REAL / "category_tree.csv", raw / "category_tree.csv")
-    return raw
+    return fixtures.real_sample_raw(tmp_path / "raw", events_file)
 
 
 def test_real_sample_exports(tmp_path):
