@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,7 @@ def two_runs(tmp_path_factory):
     assert cli.main(argv) == 0
     where = local_runner.paths(out)
     first = results.latest_run(results.open_store(where["metadata"]), configs.PIPELINE_NAME)
-    first_metrics = json.loads(open(where["metrics"]).read())
+    first_metrics = json.loads(Path(where["metrics"]).read_text())
     assert cli.main(argv) == 0
     second = results.latest_run(results.open_store(where["metadata"]), configs.PIPELINE_NAME)
     return where, first, second, first_metrics
