@@ -1,5 +1,10 @@
 """Constants of the pipeline: protocol, export settings, paths. No logic lives here."""
 
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CURATED_SCHEMA_PATH = REPO_ROOT / "schema" / "schema.pbtxt"
+
 PIPELINE_NAME = "retailrec"
 
 # ---------------------------------------------------------------- evaluation protocol (DESIGN 5)
@@ -24,3 +29,9 @@ DEFAULT_GENERATOR_PRESET = "default"
 # ---------------------------------------------------------------- pipeline
 # Beam's DirectRunner on a laptop; Dataflow arguments come from the Vertex runner's flags.
 LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+
+# --- model (modules/transform.py, model.py, training.py, serving.py; custom_config overrides)
+MODEL_HISTORY_LENGTH = 50  # history items the model reads (most recent first)
+TEXT_HASH_BUCKETS = 1 << 15  # property tokens are hashed into this many buckets
+TEXT_MAX_TOKENS = 48  # property tokens kept per item
+VISITOR_MIN_COUNT = 2  # visitors with fewer train events share the out-of-vocabulary id

@@ -12,6 +12,7 @@ from tfx.proto import example_gen_pb2
 
 from components.baselines.baselines import BASELINE_NAMES
 from components.baselines.component import Baselines
+from components.validation.component import CurateSchema, ValidationGate
 from modules import features as F
 
 
@@ -36,6 +37,7 @@ def create_pipeline(
     pipeline_name: str,
     pipeline_root: str,
     export_dir: str,
+    schema_path: str,
     *,
     baselines: list[str] | tuple[str, ...] = BASELINE_NAMES,
     exclude_seen: bool = False,
@@ -49,6 +51,7 @@ def create_pipeline(
       pipeline_name: name recorded in ML Metadata.
       pipeline_root: where artifacts are written (a local folder or ``gs://``).
       export_dir: the export folder (``train/``, ``eval/``, ``items/`` CSVs).
+      schema_path: the curated schema (``schema/schema.pbtxt``).
       baselines: baseline names the Baselines component runs (empty: no Baselines component).
       exclude_seen: drop items a visitor had in train from every model's list (DESIGN 5).
       metadata_connection_config: ML Metadata store (None: the runner's default).
@@ -71,11 +74,35 @@ def create_pipeline(
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
     )
-    # Anomalies (missing columns, unexpected values, drift) are found before anything trains.
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    # The curated schema (domains, presence, drift) is imported; SchemaGen adds this data's
+    # numeric property columns to it, and any other unexpected column becomes an anomaly.
+    curated_schema = tfx.components.ImportSchemaGen(schema_file=schema_path).with_id(
+        "CuratedSchemaImporter"
     )
-    components = [example_gen, items_gen, statistics_gen, schema_gen, example_validator]
+    curate_schema = CurateSchema(
+        curated_schema=curated_schema.outputs["schema"],
+        inferred_schema=schema_gen.outputs["schema"],
+    )
+    # Anomalies (missing columns, unexpected values) are found before anything trains ...
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=curate_schema.outputs["schema"]
+    )
+    # ... and stop the run: Transform reads the schema only this gate passes on (fail closed).
+    validation_gate = ValidationGate(
+        statistics=statistics_gen.outputs["statistics"],
+        anomalies=example_validator.outputs["anomalies"],
+        schema=curate_schema.outputs["schema"],
+    )
+    components = [
+        example_gen,
+        items_gen,
+        statistics_gen,
+        schema_gen,
+        curated_schema,
+        curate_schema,
+        example_validator,
+        validation_gate,
+    ]
 
     if baselines:
         # The bar the two-tower must clear, measured on the same split with the same metric.

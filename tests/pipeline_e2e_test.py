@@ -36,7 +36,10 @@ def test_every_component_ran_once(two_runs):
         "ItemsExampleGen",
         "StatisticsGen",
         "SchemaGen",
+        "CuratedSchemaImporter",
+        "CurateSchema",
         "ExampleValidator",
+        "ValidationGate",
         "Baselines",
     }
     assert expected <= set(first)

@@ -1,0 +1,77 @@
+"""Two small pipeline steps around TFDV: curate the schema, and stop the run on anomalies.
+
+ExampleValidator only reports anomalies; ``ValidationGate`` turns them into a failed run before
+anything trains, and its ``validated_schema`` output is what Transform consumes, so the order is
+enforced by the DAG itself (fail closed).
+"""
+
+import json
+import os
+
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+from tfx import v1 as tfx
+from tfx.components.statistics_gen import stats_artifact_utils
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
+
+from components.validation import validation
+from modules import features as F
+from pipeline.errors import RetailrecError
+
+SCHEMA_FILE = "schema.pbtxt"  # the name SchemaGen and ImportSchemaGen write
+ANOMALIES_FILE = "SchemaDiff.pb"  # the name ExampleValidator writes per split
+REPORT_FILE = "anomalies.json"
+
+Schema = tfx.types.standard_artifacts.Schema
+
+
+class AnomaliesFound(RetailrecError):
+    """The data has anomalies: the run stops before training and nothing is pushed."""
+
+
+def _read_schema(artifact) -> schema_pb2.Schema:
+    return io_utils.parse_pbtxt_file(os.path.join(artifact.uri, SCHEMA_FILE), schema_pb2.Schema())
+
+
+@tfx.dsl.components.component
+def CurateSchema(  # noqa: N802 (component names are PascalCase)
+    curated_schema: tfx.dsl.components.InputArtifact[Schema],
+    inferred_schema: tfx.dsl.components.InputArtifact[Schema],
+    schema: tfx.dsl.components.OutputArtifact[Schema],
+) -> None:
+    """Curated constraints plus this data's numeric property columns (``validation.curate``)."""
+    result = validation.curate(_read_schema(curated_schema), _read_schema(inferred_schema))
+    io_utils.write_pbtxt_file(os.path.join(schema.uri, SCHEMA_FILE), result)
+
+
+@tfx.dsl.components.component
+def ValidationGate(  # noqa: N802
+    statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
+    anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+    schema: tfx.dsl.components.InputArtifact[Schema],
+    validated_schema: tfx.dsl.components.OutputArtifact[Schema],
+) -> None:
+    """Fails the run, with a readable list, when any split has anomalies or eval drifted.
+
+    The report is written to ``anomalies.json`` in the output either way.
+    """
+    lines: list[str] = []
+    for split in artifact_utils.decode_split_names(anomalies.split_names):
+        path = os.path.join(anomalies.uri, f"Split-{split}", ANOMALIES_FILE)
+        found = anomalies_pb2.Anomalies()
+        found.ParseFromString(io_utils.read_bytes_file(path))
+        lines += validation.anomaly_lines(found, split)
+    schema_proto = _read_schema(schema)
+    lines += validation.drift_lines(
+        schema_proto,
+        stats_artifact_utils.load_statistics(statistics, F.TRAIN_SPLIT).proto(),
+        stats_artifact_utils.load_statistics(statistics, F.EVAL_SPLIT).proto(),
+    )
+    io_utils.write_string_file(
+        os.path.join(validated_schema.uri, REPORT_FILE), json.dumps({"anomalies": lines}, indent=2)
+    )
+    if lines:
+        raise AnomaliesFound(
+            f"{len(lines)} data anomalies; the run stops before training:\n  " + "\n  ".join(lines)
+        )
+    io_utils.write_pbtxt_file(os.path.join(validated_schema.uri, SCHEMA_FILE), schema_proto)
