@@ -35,3 +35,18 @@ MODEL_HISTORY_LENGTH = 50  # history items the model reads (most recent first)
 TEXT_HASH_BUCKETS = 1 << 15  # property tokens are hashed into this many buckets
 TEXT_MAX_TOKENS = 48  # property tokens kept per item
 VISITOR_MIN_COUNT = 2  # visitors with fewer train events share the out-of-vocabulary id
+
+# ---------------------------------------------------------------- evaluation gate
+# The SavedModel signature the evaluator calls: serialized raw tf.Examples in, top-K ids out.
+EVAL_SIGNATURE = "recommend_examples"
+EVAL_SIGNATURE_INPUT = "examples"
+OUTPUT_ITEM_IDS = "item_ids"
+OUTPUT_SCORES = "scores"
+# Candidates the model returns per query: 50 for the metrics plus room to drop seen items
+# (exclude_seen) and to re-rank repeats; at least HISTORY_LENGTH + 50.
+EVAL_CANDIDATES = 100
+EVAL_BATCH_SIZE = 512
+# Bless only at or above this Recall@50 (a floor that catches a broken model, not a target).
+MIN_RECALL_AT_50 = 0.01
+# A new model may trail the latest blessed one by at most this much Recall@50 (absolute).
+REGRESSION_TOLERANCE = 0.0
