@@ -84,6 +84,18 @@ def _parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="replace a different export in OUTPUT/export"
     )
     _add_export_args(run)
+    comp = sub.add_parser(
+        "compile", help="compile the pipeline for Kubeflow v2 / Vertex AI Pipelines"
+    )
+    comp.add_argument("--engine", choices=["vertex"], default="vertex")
+    comp.add_argument("--out", required=True, help="the pipeline spec JSON to write")
+    comp.add_argument("--config", help="JSON file with any of the settings below (flags win)")
+    for name in ("project", "region", "image", "pipeline-root", "export-dir", "temp-location"):
+        comp.add_argument(f"--{name}")
+    comp.add_argument("--max-workers", type=int)
+    comp.add_argument("--machine-type")
+    comp.add_argument("--schema-path")
+    comp.add_argument("--exclude-seen", action="store_true")
     return parser
 
 
@@ -173,6 +185,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from pipeline import vertex_runner
+
+    settings = json.loads(Path(args.config).read_text()) if args.config else {}
+    for name in (
+        "project",
+        "region",
+        "image",
+        "pipeline_root",
+        "export_dir",
+        "temp_location",
+        "max_workers",
+        "machine_type",
+        "schema_path",
+    ):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    try:
+        vertex = vertex_runner.VertexSettings(**settings)
+        vertex.validate()
+    except (TypeError, ValueError) as err:
+        raise RetailrecError(f"compile: {err}") from err
+    vertex_runner.compile_pipeline(vertex, args.out, exclude_seen=args.exclude_seen)
+    print(f"pipeline spec written: {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``retailrec`` console script."""
     args = _parser().parse_args(argv)
@@ -180,7 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    commands = {"generate": _cmd_generate, "export": _cmd_export, "run": _cmd_run}
+    commands = {
+        "generate": _cmd_generate,
+        "export": _cmd_export,
+        "run": _cmd_run,
+        "compile": _cmd_compile,
+    }
     try:
         return commands[args.command](args)
     except RetailrecError as err:  # bad input: the message names the file, column and value

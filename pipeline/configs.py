@@ -50,3 +50,16 @@ EVAL_BATCH_SIZE = 512
 MIN_RECALL_AT_50 = 0.01
 # A new model may trail the latest blessed one by at most this much Recall@50 (absolute).
 REGRESSION_TOLERANCE = 0.0
+MODEL_EMBEDDING_DIM = 64
+MODEL_ENCODER = "position"  # mean | position | attention | gru (benchmarks/bench_model.py)
+MODEL_USE_VISITOR = False  # a visitor-id embedding hurt on real logs
+MODEL_USE_TIME = True
+MODEL_HIDDEN_DIM = 128
+MODEL_DROPOUT = 0.0
+MODEL_EPOCHS = 5
+MODEL_BATCH_SIZE = 1024
+MODEL_LEARNING_RATE = 0.003
+MODEL_HORIZON_DAYS = 28.0  # pseudo-cutoffs lie up to this long before their target event
+MODEL_EXAMPLES_PER_EVENT = 1
+MODEL_SEED = 0
+SERVING_TOP_K = 50

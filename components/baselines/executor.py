@@ -56,8 +56,8 @@ def write_metrics(output: types.Artifact, result: dict) -> None:
     os.makedirs(output.uri, exist_ok=True)
     with open(os.path.join(output.uri, METRICS_FILE), "w") as fh:
         json.dump(result, fh, indent=2, sort_keys=True)
-    output.best_baseline = result["best_baseline"]
-    output.best_recall_at_50 = float(result["best_recall@50"])
+    output.set_string_custom_property("best_baseline", result["best_baseline"])
+    output.set_float_custom_property("best_recall_at_50", float(result["best_recall@50"]))
 
 
 def read_metrics(uri: str) -> dict:

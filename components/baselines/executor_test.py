@@ -64,8 +64,8 @@ def test_executor_writes_metrics_and_best_baseline(tmp_path):
     assert abs(result["models"]["recently_viewed"]["recall@50"] - 1 / 3) < 1e-9
     # Most popular by train events: 10 (2), 30 (2), 20 (1): 20 is in every top 50 -> 2 of 3 hits.
     assert abs(result["models"]["most_popular"]["recall@50"] - 2 / 3) < 1e-9
-    assert output.best_baseline == result["best_baseline"]
-    assert output.best_recall_at_50 == result["best_recall@50"]
+    assert output.get_string_custom_property("best_baseline") == result["best_baseline"]
+    assert output.get_float_custom_property("best_recall_at_50") == result["best_recall@50"]
     assert result["best_recall@50"] == max(m["recall@50"] for m in result["models"].values())
 
 

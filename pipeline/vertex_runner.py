@@ -1,0 +1,89 @@
+"""Compiles the same ``create_pipeline`` for Kubeflow Pipelines v2 / Vertex AI Pipelines.
+
+Thin on purpose: paths, the container image and the Beam (Dataflow) arguments. Nothing here is a
+personal project id: everything comes from flags or a JSON config file (see README, "Run on Vertex AI").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from tfx import v1 as tfx
+
+from pipeline import configs, pipeline
+
+# Inside the image built by the Dockerfile the repository lives here.
+IMAGE_REPO_ROOT = "/retailrec"
+
+
+@dataclass
+class VertexSettings:
+    """Where and how the pipeline runs on Google Cloud."""
+
+    # Required (validate() names what is missing); empty defaults give that readable error.
+    project: str = ""
+    region: str = ""
+    image: str = ""
+    pipeline_root: str = ""  # gs://bucket/path: TFX artifacts
+    export_dir: str = ""  # gs://bucket/path: the output of `retailrec export`, uploaded
+    temp_location: str = ""  # gs:// path for Dataflow; default: <pipeline_root>/tmp
+    max_workers: int = 4
+    machine_type: str = "n1-standard-4"
+    schema_path: str = f"{IMAGE_REPO_ROOT}/schema/schema.pbtxt"
+    pipeline_name: str = configs.PIPELINE_NAME
+    extra_beam_args: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        """Raises ValueError naming the setting that is missing or not a gs:// path."""
+        for name in ("project", "region", "image", "pipeline_root", "export_dir"):
+            if not getattr(self, name):
+                raise ValueError(f"vertex setting '{name}' is required")
+        for name in ("pipeline_root", "export_dir"):
+            if not getattr(self, name).startswith("gs://"):
+                raise ValueError(
+                    f"vertex setting '{name}' must be a gs:// path, got {getattr(self, name)!r}"
+                )
+
+
+def dataflow_beam_args(settings: VertexSettings) -> list[str]:
+    """Beam arguments that run every Beam-powered component on Dataflow with the pipeline image."""
+    temp = settings.temp_location or f"{settings.pipeline_root.rstrip('/')}/tmp"
+    return [
+        "--runner=DataflowRunner",
+        f"--project={settings.project}",
+        f"--region={settings.region}",
+        f"--temp_location={temp}",
+        f"--max_num_workers={settings.max_workers}",
+        f"--machine_type={settings.machine_type}",
+        # The workers run the same image, so the package and TF_USE_LEGACY_KERAS are there.
+        f"--sdk_container_image={settings.image}",
+        "--experiments=use_runner_v2",
+        *settings.extra_beam_args,
+    ]
+
+
+def build(settings: VertexSettings, **pipeline_kwargs) -> tfx.dsl.Pipeline:
+    """The pipeline with Cloud paths and Dataflow arguments."""
+    settings.validate()
+    return pipeline.create_pipeline(
+        pipeline_name=settings.pipeline_name,
+        pipeline_root=settings.pipeline_root,
+        export_dir=settings.export_dir,
+        schema_path=settings.schema_path,
+        beam_pipeline_args=dataflow_beam_args(settings),
+        **pipeline_kwargs,
+    )
+
+
+def compile_pipeline(settings: VertexSettings, out_file: str, **pipeline_kwargs) -> str:
+    """Writes the KFP v2 pipeline spec (JSON) to ``out_file`` and returns its path."""
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            default_image=settings.image
+        ),
+        output_dir=os.path.dirname(os.path.abspath(out_file)),
+        output_filename=os.path.basename(out_file),
+    )
+    runner.run(build(settings, **pipeline_kwargs))
+    return out_file
