@@ -154,31 +154,37 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from components.baselines import executor as baselines_executor
     from components.export import export
-    from pipeline import local_runner, results
+    from pipeline import progress
 
-    where = local_runner.paths(args.output)
-    Path(where["output"]).mkdir(parents=True, exist_ok=True)
-    summary = export.export(args.raw, where["export"], **_export_kwargs(args))
+    out = Path(args.output).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    summary = export.export(args.raw, out / "export", **_export_kwargs(args))
     state = "reused" if summary["reused"] else "written"
-    print(f"[export] {state}: {where['export']}")
+    print(f"[export] {state}: {out / 'export'}")
     print(format_export_summary(summary))
 
-    print("[pipeline] running the TFX pipeline (LocalDagRunner)", flush=True)
-    local_runner.run(args.output, exclude_seen=args.exclude_seen)
+    log_file = str(out / "logs" / "run.log")
+    print(f"[pipeline] running the TFX pipeline (LocalDagRunner); logs: {log_file}", flush=True)
+    with progress.pipeline_logging(log_file, quiet=not args.verbose):
+        # Imported here: TensorFlow's import-time noise goes to the log file too.
+        from components.baselines import executor as baselines_executor
+        from pipeline import local_runner, results
 
-    nodes = results.latest_run(results.open_store(where["metadata"]), configs.PIPELINE_NAME)
-    baseline = nodes.get("Baselines")
-    baseline_metrics = (
-        baselines_executor.read_metrics(baseline.outputs["baseline_metrics"][0].uri)
-        if baseline and baseline.outputs.get("baseline_metrics")
-        else None
-    )
-    metrics = results.build_metrics(summary, nodes, baseline_metrics)
-    results.write_json(where["metrics"], metrics)
-    for node, result in sorted(nodes.items()):
-        print(f"[pipeline] {node:<22} {result.state:<9} {result.seconds:8.1f} s")
+        where = local_runner.paths(out)
+        local_runner.run(out, exclude_seen=args.exclude_seen)
+        nodes = results.latest_run(results.open_store(where["metadata"]), configs.PIPELINE_NAME)
+        baseline = nodes.get("Baselines")
+        baseline_metrics = (
+            baselines_executor.read_metrics(baseline.outputs["baseline_metrics"][0].uri)
+            if baseline and baseline.outputs.get("baseline_metrics")
+            else None
+        )
+        metrics = results.build_metrics(summary, nodes, baseline_metrics)
+        results.write_json(where["metrics"], metrics)
+    states = sorted({r.state for r in nodes.values()})
+    counts = ", ".join(f"{sum(r.state == s for r in nodes.values())} {s}" for s in states)
+    print(f"[pipeline] {len(nodes)} components: {counts}")
     print()
     print(results.format_table(metrics["models"]))
     print(f"\nmetrics: {where['metrics']}")

@@ -1,0 +1,85 @@
+"""Readable progress for ``retailrec run``: one line per component, library logs to a file.
+
+TensorFlow, Beam and TFX log a great deal, partly from C++ straight to file descriptor 2. While the
+pipeline runs, descriptor 2 and every Python log record go to ``OUTPUT/logs/run.log``; the terminal
+gets which component is running and how long each took.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+
+_RUNNING = re.compile(r"^Component (\S+) is running\.$")
+_FINISHED = re.compile(r"^Component (\S+) is finished\.$")
+_SKIPPED = re.compile(r"^Skipping component (\S+)\.$")
+
+
+class _ComponentProgress(logging.Handler):
+    """Turns LocalDagRunner's "Component X is running/finished" records into terminal lines."""
+
+    def __init__(self, out):
+        super().__init__(level=logging.INFO)
+        self._out = out
+        self._started: dict[str, float] = {}
+        self.finished: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if match := _RUNNING.match(message):
+            self._started[match[1]] = time.monotonic()
+            self._print(f"[pipeline] {match[1]:<24} running ...")
+        elif match := _FINISHED.match(message):
+            seconds = time.monotonic() - self._started.get(match[1], time.monotonic())
+            self.finished[match[1]] = seconds
+            self._print(f"[pipeline] {match[1]:<24} done in {seconds:6.1f} s")
+        elif match := _SKIPPED.match(message):
+            self._print(f"[pipeline] {match[1]:<24} skipped")
+
+    def _print(self, line: str) -> None:
+        print(line, file=self._out, flush=True)
+
+
+@contextlib.contextmanager
+def pipeline_logging(log_file: str, quiet: bool = True) -> Iterator[_ComponentProgress]:
+    """Sends library logs to ``log_file`` and component progress to the terminal.
+
+    Args:
+      log_file: where every log record (and, when quiet, descriptor 2) goes.
+      quiet: also redirect descriptor 2 (C++ logs of TensorFlow and friends) to the file.
+
+    Yields:
+      The progress handler (``.finished`` maps component ids to seconds).
+    """
+    os.makedirs(os.path.dirname(log_file), exist_ok=True)
+    terminal = sys.stdout
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    file_handler = logging.FileHandler(log_file)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    progress = _ComponentProgress(terminal)
+    root.handlers = [file_handler, progress]
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    saved_fd = None
+    if quiet:
+        sys.stderr.flush()
+        saved_fd = os.dup(2)
+        log_fd = os.open(log_file, os.O_WRONLY | os.O_APPEND)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+    try:
+        yield progress
+    finally:
+        if saved_fd is not None:
+            sys.stderr.flush()
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+        logging.captureWarnings(False)
+        file_handler.close()
+        root.handlers, root.level = saved_handlers, saved_level
