@@ -84,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="replace a different export in OUTPUT/export"
     )
     _add_export_args(run)
+    stats = sub.add_parser("stats", help="HTML page of a run's TFDV statistics and anomalies")
+    stats.add_argument("--output", required=True, help="the output folder of `retailrec run`")
+    stats.add_argument("--html", required=True, help="the page to write")
+
     comp = sub.add_parser(
         "compile", help="compile the pipeline for Kubeflow v2 / Vertex AI Pipelines"
     )
@@ -191,6 +195,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from pipeline import stats_report
+
+    print(f"TFDV statistics page written: {stats_report.write(args.output, args.html)}")
+    return 0
+
+
 def _cmd_compile(args: argparse.Namespace) -> int:
     from pipeline import vertex_runner
 
@@ -230,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "export": _cmd_export,
         "run": _cmd_run,
         "compile": _cmd_compile,
+        "stats": _cmd_stats,
     }
     try:
         return commands[args.command](args)
