@@ -158,11 +158,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from pipeline import lock
+
+    out = Path(args.output).resolve()
+    with lock.hold(str(out)):
+        return _run_locked(args, out)
+
+
+def _run_locked(args: argparse.Namespace, out: Path) -> int:
     from components.export import export
     from pipeline import progress
 
-    out = Path(args.output).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     summary = export.export(args.raw, out / "export", **_export_kwargs(args))
     state = "reused" if summary["reused"] else "written"
     print(f"[export] {state}: {out / 'export'}")
