@@ -21,6 +21,7 @@ leaves a half-written folder that a later step would take for a good one.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import glob
 import hashlib
@@ -138,6 +139,12 @@ def _read_csv_varchar(
     """Loads a CSV as all-text columns plus its 1-based line number, checking the header."""
     if os.path.getsize(path) == 0:
         raise ExportError(f"{path}: file is empty (expected a header {','.join(required)})")
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        header = next(csv.reader(fh), [])
+    names = [h.strip() for h in header]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ExportError(f"{path}: header repeats column(s) {repeated}; got {names}")
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {table} AS "
@@ -178,7 +185,7 @@ def _int_expr(column: str) -> str:
 
 def _ts_expr(column: str) -> str:
     """SQL for a ms timestamp that may be written rounded ("1.43322E+12")."""
-    return f"CAST(round(TRY_CAST(trim({column}) AS DOUBLE)) AS BIGINT)"
+    return f"TRY_CAST(round(TRY_CAST(trim({column}) AS DOUBLE)) AS BIGINT)"
 
 
 def _check_numeric(con, table: str, path: str, column: str, expr: str, what: str) -> None:
