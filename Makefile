@@ -13,7 +13,7 @@ RAW ?= data/generated/default
 OUTPUT ?= output/default
 PRESET ?= default
 
-.PHONY: help setup run data test lint format bench clean
+.PHONY: help setup run data test lint format bench clean browser
 
 help:
 	@echo "make run    - set up, generate the default data if absent, run the pipeline, print results"
@@ -46,7 +46,13 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint
+# The report's browser test needs Debian's chromium: installed here when absent and possible.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "note: chromium not installed; the report's browser test will be skipped"; }
+
+test: lint browser
 	TF_USE_LEGACY_KERAS=1 $(PY) -m pytest -q
 
 bench: $(STAMP)

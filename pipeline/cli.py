@@ -178,26 +178,25 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
     print(f"[pipeline] running the TFX pipeline (LocalDagRunner); logs: {log_file}", flush=True)
     with progress.pipeline_logging(log_file, quiet=not args.verbose):
         # Imported here: TensorFlow's import-time noise goes to the log file too.
-        from components.baselines import executor as baselines_executor
-        from pipeline import local_runner, results
+        from pipeline import local_runner, report, results
 
         where = local_runner.paths(out)
         local_runner.run(out, exclude_seen=args.exclude_seen)
         nodes = results.latest_run(results.open_store(where["metadata"]), configs.PIPELINE_NAME)
-        baseline = nodes.get("Baselines")
-        baseline_metrics = (
-            baselines_executor.read_metrics(baseline.outputs["baseline_metrics"][0].uri)
-            if baseline and baseline.outputs.get("baseline_metrics")
-            else None
+        run = results.collect(nodes, summary, exclude_seen=args.exclude_seen)
+        results.write_json(where["metrics"], run.metrics)
+        page = report.build_html(
+            run.metrics, summary, run.curves, run.lineage, run.gate_reasons, run.ann_curve
         )
-        metrics = results.build_metrics(summary, nodes, baseline_metrics)
-        results.write_json(where["metrics"], metrics)
+        report.write(where["report"], page)
     states = sorted({r.state for r in nodes.values()})
     counts = ", ".join(f"{sum(r.state == s for r in nodes.values())} {s}" for s in states)
     print(f"[pipeline] {len(nodes)} components: {counts}")
+    for line in run.gate_reasons:
+        print(f"[gate] {line}")
     print()
-    print(results.format_table(metrics["models"]))
-    print(f"\nmetrics: {where['metrics']}")
+    print(results.format_table(run.metrics["models"]))
+    print(f"\nmetrics: {where['metrics']}\nreport:  {where['report']}")
     return 0
 
 

@@ -7,6 +7,8 @@ Layout of the output folder::
     OUTPUT/metadata.sqlite  ML Metadata (lineage, caching)
     OUTPUT/serving/         pushed models (TF Serving layout)
     OUTPUT/metrics.json     every model's metrics (DESIGN 8)
+    OUTPUT/report.html      the run report (plots, gate decision, lineage)
+    OUTPUT/logs/run.log     library logs of the run
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ PIPELINE_ROOT_SUBDIR = "pipeline_root"
 METADATA_FILE = "metadata.sqlite"
 SERVING_SUBDIR = "serving"
 METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
 
 
 def paths(output_dir: str | os.PathLike) -> dict[str, str]:
@@ -35,6 +38,7 @@ def paths(output_dir: str | os.PathLike) -> dict[str, str]:
         "metadata": str(out / METADATA_FILE),
         "serving": str(out / SERVING_SUBDIR),
         "metrics": str(out / METRICS_FILE),
+        "report": str(out / REPORT_FILE),
     }
 
 

@@ -94,30 +94,75 @@ def _node_id(store, execution, pipeline_name: str) -> str:
     return str(execution.id)
 
 
-def build_metrics(
-    export_summary: dict, nodes: dict[str, NodeResult], baseline_metrics: dict | None
-) -> dict:
-    """Assembles ``metrics.json`` from the export summary and the run's artifacts."""
+@dataclass
+class RunResults:
+    """What a run produced: metrics.json's content and what the report adds to it."""
+
+    metrics: dict
+    curves: dict[str, list[float]]
+    lineage: dict[str, dict[str, list[str]]]
+    gate_reasons: list[str]
+    ann_curve: list[dict] | None = None
+
+
+def _json_at(uri: str, name: str) -> dict:
+    with open(os.path.join(uri, name)) as fh:
+        return json.load(fh)
+
+
+def _first_uri(nodes: dict[str, NodeResult], node: str, key: str) -> str | None:
+    result = nodes.get(node)
+    if result and result.outputs.get(key):
+        return result.outputs[key][0].uri
+    return None
+
+
+def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bool) -> RunResults:
+    """Assembles ``metrics.json`` (DESIGN 8) from the export summary and the run's artifacts."""
     split = export_summary["split"]
     models: dict[str, dict] = {}
-    if baseline_metrics:
-        models.update(baseline_metrics["models"])
-    return {
+    curves: dict[str, list[float]] = {}
+    reasons: list[str] = []
+    best = None
+    if uri := _first_uri(nodes, "Baselines", "baseline_metrics"):
+        baseline = _json_at(uri, "metrics.json")
+        models.update(baseline["models"])
+        curves.update(baseline.get("recall_curves", {}))
+        best = baseline.get("best_baseline")
+    blessed = False
+    if uri := _first_uri(nodes, "RetrievalEvaluator", "evaluation"):
+        evaluation_ = _json_at(uri, "metrics.json")
+        models["two_tower"] = evaluation_["metrics"]
+        curves["two_tower"] = evaluation_.get("recall_curve", [])
+        reasons = evaluation_.get("reasons", [])
+        blessed = bool(evaluation_.get("blessed"))
+    pushed_to = None
+    pusher = nodes.get("Pusher")
+    if pusher and pusher.outputs.get("pushed_model"):
+        pushed = pusher.outputs["pushed_model"][0]
+        if pushed.custom_properties["pushed"].int_value == 1:
+            pushed_to = pushed.custom_properties["pushed_destination"].string_value
+    metrics = {
         "protocol": {
             "cutoff": split["cutoff"],
             "n_train": split["n_train"],
             "n_eval_queries": split["n_eval_queries"],
             "n_items": split["n_items"],
-            "exclude_seen": bool(baseline_metrics and baseline_metrics.get("exclude_seen")),
+            "exclude_seen": exclude_seen,
         },
         "models": models,
-        "best_baseline": (baseline_metrics or {}).get("best_baseline"),
+        "best_baseline": best,
         "ann": None,
-        "blessed": False,
-        "pushed_to": None,
+        "blessed": blessed,
+        "pushed_to": pushed_to,
         "timings_s": {node: r.seconds for node, r in sorted(nodes.items())},
         "cached": sorted(node for node, r in nodes.items() if r.state == "cached"),
     }
+    lineage = {
+        node: {key: [a.uri for a in artifacts] for key, artifacts in r.outputs.items()}
+        for node, r in nodes.items()
+    }
+    return RunResults(metrics, curves, lineage, reasons)
 
 
 def write_json(path: str, payload: dict) -> None:
