@@ -188,37 +188,43 @@ def _ts_expr(column: str) -> str:
     return f"TRY_CAST(round(TRY_CAST(trim({column}) AS DOUBLE)) AS BIGINT)"
 
 
-def _check_numeric(con, table: str, path: str, column: str, expr: str, what: str) -> None:
-    bad = _first_bad(con, table, f"{expr} IS NULL", column)
-    if bad:
-        line, value, count = bad
-        raise ExportError(
-            f"{path}: column '{column}' has {count} value(s) that are not {what}; "
-            f"first at line {line}: {value!r}"
-        )
-
-
-def _check_timestamps(con, table: str, path: str, column: str = "timestamp") -> None:
-    _check_numeric(con, table, path, column, _ts_expr(column), "a number (ms since epoch)")
+def _ts_checks(column: str = "timestamp") -> list[tuple[str, str, str]]:
     expr = _ts_expr(column)
-    bad = _first_bad(con, table, f"{expr} < {_MIN_TS_MS} OR {expr} >= {_MAX_TS_MS}", column)
-    if bad:
-        line, value, count = bad
-        raise ExportError(
-            f"{path}: column '{column}' has {count} value(s) outside 2000..2100 in ms since the "
-            f"epoch (seconds instead of ms?); first at line {line}: {value!r}"
-        )
+    return [
+        (column, f"{expr} IS NULL", "value(s) that are not a number (ms since epoch)"),
+        (
+            column,
+            f"{expr} < {_MIN_TS_MS} OR {expr} >= {_MAX_TS_MS}",
+            "value(s) outside 2000..2100 in ms since the epoch (seconds instead of ms?)",
+        ),
+    ]
 
 
-def _check_ids(con, table: str, path: str, columns: Sequence[str]) -> None:
-    for column in columns:
-        _check_numeric(con, table, path, column, _int_expr(column), "an integer id")
-        bad = _first_bad(con, table, f"{_int_expr(column)} < 0", column)
-        if bad:
-            line, value, count = bad
+def _id_checks(column: str) -> list[tuple[str, str, str]]:
+    return [
+        (column, f"{_int_expr(column)} IS NULL", "value(s) that are not an integer id"),
+        (column, f"{_int_expr(column)} < 0", "negative id(s)"),
+    ]
+
+
+def _validate(con, table: str, path: str, checks: list[tuple[str, str, str]]) -> None:
+    """Runs every check in one scan; raises on the first that fails, naming line and value.
+
+    Args:
+      checks: (column, SQL condition of a bad row, what the bad values are).
+    """
+    counts = con.execute(
+        "SELECT "
+        + ", ".join(f"count(*) FILTER (WHERE {bad})" for _, bad, _ in checks)
+        + f" FROM {table}"
+    ).fetchone()
+    for (column, bad, what), count in zip(checks, counts, strict=True):
+        if count:
+            line, value = con.execute(
+                f"SELECT min(_line), arg_min({column}, _line) FROM {table} WHERE {bad}"
+            ).fetchone()
             raise ExportError(
-                f"{path}: column '{column}' has {count} negative id(s); first at line {line}: "
-                f"{value!r}"
+                f"{path}: column '{column}' has {count} {what}; first at line {line}: {value!r}"
             )
 
 
@@ -227,16 +233,22 @@ def _load_events(con, path: str, summary: dict) -> None:
     n_rows = con.execute("SELECT count(*) FROM raw_events").fetchone()[0]
     if n_rows == 0:
         raise ExportError(f"{path}: no events (the file holds only a header)")
-    _check_timestamps(con, "raw_events", path)
-    _check_ids(con, "raw_events", path, ("visitorid", "itemid"))
     known = ", ".join(_sql_str(e) for e in F.EVENT_TYPES)
-    bad = _first_bad(con, "raw_events", f"event IS NULL OR trim(event) NOT IN ({known})", "event")
-    if bad:
-        line, value, count = bad
-        raise ExportError(
-            f"{path}: column 'event' has {count} unknown event type(s); first at line {line}: "
-            f"{value!r} (expected one of {list(F.EVENT_TYPES)})"
-        )
+    _validate(
+        con,
+        "raw_events",
+        path,
+        _ts_checks()
+        + _id_checks("visitorid")
+        + _id_checks("itemid")
+        + [
+            (
+                "event",
+                f"event IS NULL OR trim(event) NOT IN ({known})",
+                f"unknown event type(s) (expected one of {list(F.EVENT_TYPES)})",
+            )
+        ],
+    )
     ranks = " ".join(f"WHEN {_sql_str(e)} THEN {i}" for i, e in enumerate(F.EVENT_TYPES))
     con.execute(
         "CREATE OR REPLACE TEMP TABLE events_all AS SELECT DISTINCT "
@@ -254,8 +266,7 @@ def _load_properties(con, paths: list[str], summary: dict) -> None:
     for i, path in enumerate(paths):
         table = f"raw_props_{i}"
         _read_csv_varchar(con, path, table, F.RAW_PROPERTY_COLUMNS)
-        _check_timestamps(con, table, path)
-        _check_ids(con, table, path, ("itemid",))
+        _validate(con, table, path, _ts_checks() + _id_checks("itemid"))
         parts.append(table)
     union = " UNION ALL ".join(
         f"SELECT {_ts_expr('timestamp')} AS ts, {_int_expr('itemid')} AS itemid, "
@@ -296,7 +307,7 @@ def load_category_tree(path: str) -> dict[int, list[int]]:
     con = duckdb.connect()
     try:
         _read_csv_varchar(con, path, "tree", F.RAW_CATEGORY_COLUMNS)
-        _check_ids(con, "tree", path, ("categoryid",))
+        _validate(con, "tree", path, _id_checks("categoryid"))
         bad = _first_bad(
             con,
             "tree",
@@ -506,11 +517,27 @@ def _write_csv(con, query: str, path: Path) -> None:
     con.execute(f"COPY ({query}) TO {_sql_str(str(path))} (HEADER, DELIMITER ',', QUOTE '\"')")
 
 
+class _Phases:
+    """Wall time of each export phase, reported in the summary (where the minutes go)."""
+
+    def __init__(self, summary: dict):
+        self.seconds = summary.setdefault("phase_seconds", {})
+        self._last = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 2)
+        self._last = now
+
+
 def _run_export(con, files: dict, tmp_out: Path, params: dict, summary: dict) -> None:
     cutoff = params["cutoff_ms"]
     history = int(params["history_length"])
+    phases = _Phases(summary)
     _load_events(con, files["events"], summary)
+    phases.done("read_events")
     _load_properties(con, files["properties"], summary)
+    phases.done("read_properties")
     category_paths = load_category_tree(files["category_tree"])
     depth = max((len(p) for p in category_paths.values()), default=0)
     summary["category_tree"] = {
@@ -539,6 +566,7 @@ def _run_export(con, files: dict, tmp_out: Path, params: dict, summary: dict) ->
     summary["properties"].update(selection)
     numeric = selection["numeric"]
     _build_item_state(con, selection, category_paths)
+    phases.done("item_state")
     summary["properties"]["items_with_unknown_category"] = con.execute(
         "SELECT count(DISTINCT itemid) FROM item_state s WHERE categoryid <> "
         f"{F.MISSING_ID} AND categoryid NOT IN (SELECT categoryid FROM categories)"
@@ -628,9 +656,12 @@ def _run_export(con, files: dict, tmp_out: Path, params: dict, summary: dict) ->
         "ASOF LEFT JOIN item_state s ON k.itemid = s.itemid AND k.ts >= s.ts "
         "LEFT JOIN pop ON k.itemid = pop.itemid ORDER BY k.itemid"
     )
+    phases.done("split_and_user_state")
     _write_csv(con, train_query, tmp_out / F.TRAIN_SPLIT / F.INTERACTIONS_FILE)
+    phases.done("write_train")
     _write_csv(con, eval_query, tmp_out / F.EVAL_SPLIT / F.INTERACTIONS_FILE)
     _write_csv(con, items_query, tmp_out / F.ITEMS_SPLIT / F.ITEMS_FILE)
+    phases.done("write_eval_and_items")
 
     def _count(sql: str) -> int:
         return con.execute(sql).fetchone()[0]
@@ -672,6 +703,7 @@ def _run_export(con, files: dict, tmp_out: Path, params: dict, summary: dict) ->
         ),
     }
     summary["events"]["kept"] = n_train + n_eval
+    phases.done("summary_counts")
 
 
 def export(
