@@ -73,7 +73,9 @@ def main() -> None:
                 "median_seconds": round(statistics.median(times), 1),
                 "median_peak_rss_gib": round(statistics.median(peaks), 2),
                 "cpus": os.cpu_count(),
-                "output_bytes": sum(f.stat().st_size for f in (work / f"export_{args.repeats - 1}").rglob("*")),
+                "output_bytes": sum(
+                    f.stat().st_size for f in (work / f"export_{args.repeats - 1}").rglob("*")
+                ),
             },
             indent=2,
         )

@@ -22,6 +22,9 @@ from pathlib import Path  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline.errors import RetailrecError  # noqa: E402
 
+EXIT_BAD_INPUT = 2  # bad input or data anomalies: the message names the file, column and value
+EXIT_NOT_BLESSED = 3  # the pipeline ran, the gate refused the model, nothing was pushed
+
 # google-api-core warns on every import that Python 3.10 is old; TFX 1.16 needs 3.10.
 warnings.filterwarnings("ignore", category=FutureWarning, module="google.api_core")
 
@@ -74,7 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="export + the whole pipeline (LocalDagRunner)")
     run.add_argument("--raw", required=True)
     run.add_argument("--output", required=True)
-    run.add_argument("--epochs", type=int, default=None)
+    run.add_argument("--epochs", type=int, default=None, help="training epochs of the two-tower")
+    run.add_argument(
+        "--min-recall",
+        type=float,
+        default=configs.MIN_RECALL_AT_50,
+        help="the gate's absolute floor of Recall@50",
+    )
+    run.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="skip the Baselines component (the gate then has no baseline bar)",
+    )
     run.add_argument(
         "--exclude-seen",
         action="store_true",
@@ -157,6 +171,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline_kwargs(args: argparse.Namespace) -> dict:
+    """create_pipeline keyword arguments from the ``run`` flags."""
+    kwargs: dict = {"exclude_seen": args.exclude_seen, "min_recall": args.min_recall}
+    if args.epochs is not None:
+        kwargs["training_config"] = {"epochs": args.epochs}
+    if args.no_baselines:
+        kwargs["baselines"] = ()
+    return kwargs
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline import lock
 
@@ -181,7 +205,7 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
         from pipeline import local_runner, report, results
 
         where = local_runner.paths(out)
-        local_runner.run(out, exclude_seen=args.exclude_seen)
+        local_runner.run(out, **_pipeline_kwargs(args))
         nodes = results.latest_run(results.open_store(where["metadata"]), configs.PIPELINE_NAME)
         run = results.collect(nodes, summary, exclude_seen=args.exclude_seen)
         results.write_json(where["metrics"], run.metrics)
@@ -197,7 +221,11 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
     print()
     print(results.format_table(run.metrics["models"]))
     print(f"\nmetrics: {where['metrics']}\nreport:  {where['report']}")
-    return 0
+    if run.metrics["blessed"]:
+        print(f"[push] blessed and pushed to {run.metrics['pushed_to']}")
+        return 0
+    print("[push] NOT blessed: nothing was pushed; the previously pushed model is unchanged")
+    return EXIT_NOT_BLESSED
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
@@ -254,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             logging.exception("retailrec %s failed", args.command)
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -35,31 +35,36 @@ MODEL_HISTORY_LENGTH = 50  # history items the model reads (most recent first)
 TEXT_HASH_BUCKETS = 1 << 15  # property tokens are hashed into this many buckets
 TEXT_MAX_TOKENS = 48  # property tokens kept per item
 VISITOR_MIN_COUNT = 2  # visitors with fewer train events share the out-of-vocabulary id
-
-# ---------------------------------------------------------------- evaluation gate
-# The SavedModel signature the evaluator calls: serialized raw tf.Examples in, top-K ids out.
-EVAL_SIGNATURE = "recommend_examples"
-EVAL_SIGNATURE_INPUT = "examples"
-OUTPUT_ITEM_IDS = "item_ids"
-OUTPUT_SCORES = "scores"
-# Candidates the model returns per query: 50 for the metrics plus room to drop seen items
-# (exclude_seen) and to re-rank repeats; at least HISTORY_LENGTH + 50.
-EVAL_CANDIDATES = 100
-EVAL_BATCH_SIZE = 512
-# Bless only at or above this Recall@50 (a floor that catches a broken model, not a target).
-MIN_RECALL_AT_50 = 0.01
-# A new model may trail the latest blessed one by at most this much Recall@50 (absolute).
-REGRESSION_TOLERANCE = 0.0
 MODEL_EMBEDDING_DIM = 64
 MODEL_ENCODER = "position"  # mean | position | attention | gru (benchmarks/bench_model.py)
 MODEL_USE_VISITOR = False  # a visitor-id embedding hurt on real logs
 MODEL_USE_TIME = True
 MODEL_HIDDEN_DIM = 128
 MODEL_DROPOUT = 0.0
-MODEL_EPOCHS = 5
+MODEL_EPOCHS = 10  # at most; early stopping keeps the best epoch
 MODEL_BATCH_SIZE = 1024
 MODEL_LEARNING_RATE = 0.003
-MODEL_HORIZON_DAYS = 28.0  # pseudo-cutoffs lie up to this long before their target event
+MODEL_HORIZON_DAYS = 14.0  # pseudo-cutoffs lie up to this long before their target event
 MODEL_EXAMPLES_PER_EVENT = 1
 MODEL_SEED = 0
 SERVING_TOP_K = 50
+MODEL_NEGATIVES = "in_batch"  # in_batch | history (see modules/model.py)
+MODEL_VALIDATION_SHARE = 0.1  # visitors held out of training to pick the epoch (early stopping)
+MODEL_PATIENCE = 2  # epochs without a better validation Recall@50 before training stops
+
+# ---------------------------------------------------------------- evaluation gate
+EVAL_BATCH_SIZE = 512
+# Bless only at or above this Recall@50 (a floor that catches a broken model, not a target).
+MIN_RECALL_AT_50 = 0.01
+# A new model may trail the latest blessed one by at most this much Recall@50 (absolute).
+REGRESSION_TOLERANCE = 0.0
+
+# ---------------------------------------------------------------- ScaNN index
+# (components/scann_index: tuned on held-out eval queries, DESIGN 7-8, issue 5)
+SCANN_TARGET_RECALL = 0.95  # Recall@SCANN_RECALL_K against exact search; below it, no push
+SCANN_RECALL_K = 50
+SCANN_TUNE_QUERIES = 2000  # eval queries (a seeded sample) the index is tuned and timed on
+SCANN_TUNE_SEED = 0
+SCANN_THREADS = 2  # search threads while timing (the benchmark machine has 2 cores)
+SCANN_TIMING_REPEATS = 3  # timings are medians of this many runs
+SCANN_SINGLE_QUERIES = 200  # queries timed one at a time

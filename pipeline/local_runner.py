@@ -50,6 +50,7 @@ def build(output_dir: str | os.PathLike, **pipeline_kwargs) -> tfx.dsl.Pipeline:
         pipeline_root=where["pipeline_root"],
         export_dir=where["export"],
         schema_path=str(configs.CURATED_SCHEMA_PATH),
+        serving_dir=where["serving"],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             where["metadata"]
         ),

@@ -1,35 +1,36 @@
 """The one ``create_pipeline`` shared by every runner (local, Kubeflow/Vertex).
 
-Platform differences arrive as optional arguments (Beam args, metadata config), never as a second
-pipeline definition.
+Platform differences arrive as optional arguments (Beam args, metadata config, Vertex training
+args), never as a second pipeline definition.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
-from tfx.proto import example_gen_pb2
+from tfx.proto import example_gen_pb2, transform_pb2
 
 from components.baselines.baselines import BASELINE_NAMES
 from components.baselines.component import Baselines
+from components.retrieval_evaluator.component import RetrievalEvaluator
 from components.validation.component import CurateSchema, ValidationGate
 from modules import features as F
+from pipeline import configs
+
+PREPROCESSING_FN = "modules.transform.preprocessing_fn"
+RUN_FN = "modules.trainer.run_fn"
+SERVING_MODEL_NAME = "retailrec"
 
 
-def interactions_input_config() -> example_gen_pb2.Input:
-    """The export's time split, as ExampleGen splits (not hash buckets)."""
+def example_gen_input_config() -> example_gen_pb2.Input:
+    """The export's folders as ExampleGen splits: the time split (not hash buckets) + the catalogue."""
     return example_gen_pb2.Input(
         splits=[
-            example_gen_pb2.Input.Split(name=F.TRAIN_SPLIT, pattern=f"{F.TRAIN_SPLIT}/*.csv"),
-            example_gen_pb2.Input.Split(name=F.EVAL_SPLIT, pattern=f"{F.EVAL_SPLIT}/*.csv"),
+            example_gen_pb2.Input.Split(name=split, pattern=f"{split}/*.csv")
+            for split in (F.TRAIN_SPLIT, F.EVAL_SPLIT, F.ITEMS_SPLIT)
         ]
-    )
-
-
-def items_input_config() -> example_gen_pb2.Input:
-    """The item catalogue as one split."""
-    return example_gen_pb2.Input(
-        splits=[example_gen_pb2.Input.Split(name=F.ITEMS_SPLIT, pattern=f"{F.ITEMS_SPLIT}/*.csv")]
     )
 
 
@@ -38,11 +39,15 @@ def create_pipeline(
     pipeline_root: str,
     export_dir: str,
     schema_path: str,
+    serving_dir: str,
     *,
     baselines: list[str] | tuple[str, ...] = BASELINE_NAMES,
     exclude_seen: bool = False,
+    training_config: dict[str, Any] | None = None,
+    min_recall: float = configs.MIN_RECALL_AT_50,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
+    vertex_training_args: dict[str, Any] | None = None,
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
     """Builds the retailrec DAG.
@@ -52,25 +57,33 @@ def create_pipeline(
       pipeline_root: where artifacts are written (a local folder or ``gs://``).
       export_dir: the export folder (``train/``, ``eval/``, ``items/`` CSVs).
       schema_path: the curated schema (``schema/schema.pbtxt``).
-      baselines: baseline names the Baselines component runs (empty: no Baselines component).
+      serving_dir: base folder of pushed models (``<serving_dir>/retailrec/<version>/``).
+      baselines: baseline names the Baselines component runs (empty: no Baselines component, and
+        the gate then has no baseline bar).
       exclude_seen: drop items a visitor had in train from every model's list (DESIGN 5).
+      training_config: JSON settings for Transform and the Trainer (keys of
+        ``modules.training.settings`` and ``modules.transform.settings``), e.g. ``{"epochs": 3}``.
+      min_recall: the gate's absolute floor of Recall@50.
       metadata_connection_config: ML Metadata store (None: the runner's default).
       beam_pipeline_args: arguments of every Beam-powered component.
+      vertex_training_args: when given, the Trainer runs as a Vertex AI custom job with these
+        ``{"project": ..., "region": ..., "job_spec": {...}}`` settings.
       enable_cache: reuse the results of components whose inputs did not change.
 
     Returns:
       The pipeline, ready for any TFX runner.
     """
-    # The export's time split becomes the ExampleGen splits, so every model sees the same protocol.
+    training_config = dict(training_config or {})
+    # The export's time split becomes the ExampleGen splits, so every model sees the same protocol;
+    # the catalogue (cold items included) rides along as a third split for the Trainer.
     example_gen = tfx.components.CsvExampleGen(
-        input_base=export_dir, input_config=interactions_input_config()
+        input_base=export_dir, input_config=example_gen_input_config()
     )
-    # The catalogue (cold items included) is embedded and indexed from its own ExampleGen.
-    items_gen = tfx.components.CsvExampleGen(
-        input_base=export_dir, input_config=items_input_config()
-    ).with_id("ItemsExampleGen")
+    interaction_splits_only = [F.ITEMS_SPLIT]
     # Statistics feed the schema, the validation and the TFDV report (train vs eval drift).
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], exclude_splits=interaction_splits_only
+    )
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
     )
@@ -85,17 +98,19 @@ def create_pipeline(
     )
     # Anomalies (missing columns, unexpected values) are found before anything trains ...
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=curate_schema.outputs["schema"]
+        statistics=statistics_gen.outputs["statistics"],
+        schema=curate_schema.outputs["schema"],
+        exclude_splits=interaction_splits_only,
     )
-    # ... and stop the run: Transform reads the schema only this gate passes on (fail closed).
+    # ... and stop the run: Transform and the Trainer read the schema only this gate passes on.
     validation_gate = ValidationGate(
         statistics=statistics_gen.outputs["statistics"],
         anomalies=example_validator.outputs["anomalies"],
         schema=curate_schema.outputs["schema"],
     )
+    validated_schema = validation_gate.outputs["validated_schema"]
     components = [
         example_gen,
-        items_gen,
         statistics_gen,
         schema_gen,
         curated_schema,
@@ -104,17 +119,86 @@ def create_pipeline(
         validation_gate,
     ]
 
+    # Vocabularies, hashing and normalisation are analysed on train only; the graph is applied in
+    # the trainer and inside the serving model, so training and serving cannot skew.
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=validated_schema,
+        preprocessing_fn=PREPROCESSING_FN,
+        splits_config=transform_pb2.SplitsConfig(analyze=[F.TRAIN_SPLIT], transform=[]),
+        materialize=False,
+        custom_config=training_config,
+    )
+    # The two-tower trains on evaluation-shaped examples built from raw train rows (the
+    # Transform graph applied in memory) and exports the brute-force serving model.
+    trainer_kwargs: dict[str, Any] = {
+        "run_fn": RUN_FN,
+        "examples": example_gen.outputs["examples"],
+        "transform_graph": transform.outputs["transform_graph"],
+        "schema": validated_schema,
+        "train_args": tfx.proto.TrainArgs(splits=[F.TRAIN_SPLIT]),
+        "eval_args": tfx.proto.EvalArgs(splits=[F.EVAL_SPLIT]),
+    }
+    if vertex_training_args:
+        trainer = tfx.extensions.google_cloud_ai_platform.Trainer(
+            **trainer_kwargs,
+            custom_config={
+                **training_config,
+                tfx.extensions.google_cloud_ai_platform.ENABLE_VERTEX_KEY: True,
+                tfx.extensions.google_cloud_ai_platform.VERTEX_REGION_KEY: vertex_training_args[
+                    "region"
+                ],
+                tfx.extensions.google_cloud_ai_platform.TRAINING_ARGS_KEY: vertex_training_args[
+                    "job_spec"
+                ],
+            },
+        )
+    else:
+        trainer = tfx.components.Trainer(**trainer_kwargs, custom_config=training_config)
+    # The latest blessed model is re-evaluated on this run's eval data: no regression allowed.
+    latest_blessed = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("LatestBlessedModelResolver")
+    components += [transform, trainer, latest_blessed]
+
+    baseline_metrics = None
     if baselines:
         # The bar the two-tower must clear, measured on the same split with the same metric.
-        components.append(
-            Baselines(
-                examples=example_gen.outputs["examples"],
-                baselines=list(baselines),
-                exclude_seen=exclude_seen,
-                train_split=F.TRAIN_SPLIT,
-                eval_split=F.EVAL_SPLIT,
-            )
+        baselines_component = Baselines(
+            examples=example_gen.outputs["examples"],
+            baselines=list(baselines),
+            exclude_seen=exclude_seen,
+            train_split=F.TRAIN_SPLIT,
+            eval_split=F.EVAL_SPLIT,
         )
+        baseline_metrics = baselines_component.outputs["baseline_metrics"]
+        components.append(baselines_component)
+
+    # Recall@K of the model under the protocol; blesses only above the threshold, the latest
+    # blessed model and the best baseline (fail closed).
+    evaluator = RetrievalEvaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=latest_blessed.outputs["model"],
+        baseline_metrics=baseline_metrics,
+        min_recall=min_recall,
+        exclude_seen=exclude_seen,
+        train_split=F.TRAIN_SPLIT,
+        eval_split=F.EVAL_SPLIT,
+    )
+    # Only a blessed model reaches the serving folder (TF Serving layout: <name>/<version>/).
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=f"{serving_dir.rstrip('/')}/{SERVING_MODEL_NAME}"
+            )
+        ),
+    )
+    components += [evaluator, pusher]
 
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,

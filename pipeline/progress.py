@@ -63,8 +63,18 @@ def pipeline_logging(log_file: str, quiet: bool = True) -> Iterator[_ComponentPr
     file_handler = logging.FileHandler(log_file)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     progress = _ComponentProgress(terminal)
-    root.handlers = [file_handler, progress]
+    root.handlers = [file_handler]
     root.setLevel(logging.INFO)
+    # On absl's own logger (LocalDagRunner logs through absl): libraries that reset the root
+    # logger's handlers mid-run (Beam does) do not silence the progress lines.
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addHandler(progress)
+    # Some component libraries lower absl's verbosity to WARNING mid-run, which would hide the
+    # "Component X is finished" records; keep INFO reachable for the run's duration.
+    absl_logger.setLevel(logging.INFO)
+    absl_logger.setLevel = lambda level: logging.Logger.setLevel(  # type: ignore[method-assign]
+        absl_logger, min(level, logging.INFO) if level else logging.INFO
+    )
     logging.captureWarnings(True)
     saved_fd = None
     if quiet:
@@ -80,6 +90,8 @@ def pipeline_logging(log_file: str, quiet: bool = True) -> Iterator[_ComponentPr
             sys.stderr.flush()
             os.dup2(saved_fd, 2)
             os.close(saved_fd)
+        absl_logger.removeHandler(progress)
+        del absl_logger.setLevel  # back to logging.Logger.setLevel
         logging.captureWarnings(False)
         file_handler.close()
         root.handlers, root.level = saved_handlers, saved_level

@@ -27,6 +27,7 @@ class VertexSettings:
     image: str = ""
     pipeline_root: str = ""  # gs://bucket/path: TFX artifacts
     export_dir: str = ""  # gs://bucket/path: the output of `retailrec export`, uploaded
+    serving_dir: str = ""  # gs:// base of pushed models; default: <pipeline_root>/serving
     temp_location: str = ""  # gs:// path for Dataflow; default: <pipeline_root>/tmp
     max_workers: int = 4
     machine_type: str = "n1-standard-4"
@@ -71,6 +72,7 @@ def build(settings: VertexSettings, **pipeline_kwargs) -> tfx.dsl.Pipeline:
         pipeline_root=settings.pipeline_root,
         export_dir=settings.export_dir,
         schema_path=settings.schema_path,
+        serving_dir=settings.serving_dir or f"{settings.pipeline_root.rstrip('/')}/serving",
         beam_pipeline_args=dataflow_beam_args(settings),
         **pipeline_kwargs,
     )

@@ -1,52 +1,175 @@
-"""LocalDagRunner end to end on the real RetailRocket slices: ML Metadata, caching, metrics.json."""
+"""LocalDagRunner end to end: ML Metadata, caching, the gate, the push, metrics.json."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
 from modules import evaluation
+from modules import features as F
 from pipeline import cli, configs, results
 
 pytestmark = pytest.mark.slow
 
+DAG = {
+    "CsvExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "CuratedSchemaImporter",
+    "CurateSchema",
+    "ExampleValidator",
+    "ValidationGate",
+    "Transform",
+    "Trainer",
+    "LatestBlessedModelResolver",
+    "RetrievalEvaluator",
+    "Pusher",
+}
 
-@pytest.fixture(scope="module")
-def second_run(real_run):
-    assert cli.main(real_run.argv) == 0
-    return results.latest_run(results.open_store(real_run.where["metadata"]), configs.PIPELINE_NAME)
+
+def _tree_digest(folder: str) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file()
+    }
+
+
+def _pushed_versions(run) -> list[Path]:
+    base = Path(run.where["serving"]) / "retailrec"
+    return sorted(base.iterdir()) if base.exists() else []
 
 
 def test_every_component_ran_once(real_run):
-    expected = {
-        "CsvExampleGen",
-        "ItemsExampleGen",
-        "StatisticsGen",
-        "SchemaGen",
-        "CuratedSchemaImporter",
-        "CurateSchema",
-        "ExampleValidator",
-        "ValidationGate",
-        "Baselines",
-    }
-    assert expected <= set(real_run.nodes)
+    assert set(real_run.nodes) == DAG | {"Baselines"}
     assert {n: r.state for n, r in real_run.nodes.items()} == {
         n: "complete" for n in real_run.nodes
     }
 
 
-def test_second_run_with_unchanged_inputs_is_cached(real_run, second_run):
-    assert set(second_run) == set(real_run.nodes)
-    assert all(r.state == "cached" for r in second_run.values())
-    # The cached run points at the very artifacts the first run wrote.
-    uri = lambda runs: runs["Baselines"].outputs["baseline_metrics"][0].uri  # noqa: E731
-    assert uri(real_run.nodes) == uri(second_run)
+def test_model_below_the_best_baseline_is_not_pushed(real_run):
+    # On 9k real events the two-tower does not beat recently viewed: the gate must refuse it.
+    assert real_run.exit_code == cli.EXIT_NOT_BLESSED
+    assert real_run.metrics["blessed"] is False and real_run.metrics["pushed_to"] is None
+    assert _pushed_versions(real_run) == []
+    pushed = real_run.nodes["Pusher"].outputs["pushed_model"][0]
+    assert pushed.custom_properties["pushed"].int_value == 0
 
 
 def test_metrics_json_follows_the_contract(real_run):
     metrics = real_run.metrics
     assert set(metrics["protocol"]) >= {"cutoff", "n_train", "n_eval_queries", "n_items"}
-    for name in ("most_popular", "recently_viewed", "user_user_cf", "item_item_cf", "svd"):
+    for name in (
+        "two_tower",
+        "most_popular",
+        "recently_viewed",
+        "user_user_cf",
+        "item_item_cf",
+        "svd",
+    ):
         assert set(metrics["models"][name]) == set(evaluation.metric_names())
-    assert metrics["protocol"]["n_eval_queries"] > 0
     assert metrics["best_baseline"] in metrics["models"]
-    assert "Baselines" in metrics["timings_s"]
+    assert {"Baselines", "Trainer", "RetrievalEvaluator"} <= set(metrics["timings_s"])
+
+
+def test_blessed_model_is_pushed_in_tf_serving_layout(tiny_run):
+    assert tiny_run.exit_code == 0
+    (version,) = _pushed_versions(tiny_run)
+    assert version.name.isdigit() and (version / "saved_model.pb").is_file()
+    assert tiny_run.metrics["blessed"] is True
+    assert Path(tiny_run.metrics["pushed_to"]).resolve() == version.resolve()
+
+
+def test_second_run_with_unchanged_inputs_is_cached(tiny_run):
+    assert cli.main(tiny_run.argv) == 0
+    nodes = results.latest_run(
+        results.open_store(tiny_run.where["metadata"]), configs.PIPELINE_NAME
+    )
+    assert set(nodes) == set(tiny_run.nodes)
+    # The latest blessed model is an input that changed (the first run blessed one), so the
+    # resolver, the evaluator and the pusher run again; everything else comes from the cache.
+    rerun = {"LatestBlessedModelResolver", "RetrievalEvaluator", "Pusher"}
+    assert {n for n, r in nodes.items() if r.state == "cached"} == set(nodes) - rerun
+    assert (
+        nodes["Trainer"].outputs["model"][0].uri
+        == tiny_run.nodes["Trainer"].outputs["model"][0].uri
+    )
+    # The same model again: every pushed version holds the very same SavedModel.
+    digests = {(v / "saved_model.pb").read_bytes() for v in _pushed_versions(tiny_run)}
+    assert len(digests) == 1
+
+
+def test_failed_gate_exits_non_zero_and_keeps_the_pushed_model(tiny_run, capsys):
+    before = _tree_digest(tiny_run.where["serving"])
+    argv = [a for a in tiny_run.argv]
+    argv[argv.index("--min-recall") + 1] = "1.5"  # unreachable
+    assert cli.main(argv) == cli.EXIT_NOT_BLESSED
+    out = capsys.readouterr().out
+    assert "FAIL recall@50" in out and "NOT blessed" in out
+    assert _tree_digest(tiny_run.where["serving"]) == before  # byte for byte
+
+
+SERVING_CLIENT = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    assert not [m for m in sys.modules if m.split(".")[0] in ("tfx", "tensorflow_transform",
+                "tensorflow_recommenders", "scann", "modules", "components", "pipeline")]
+    model = tf.saved_model.load(sys.argv[1])
+    fn = model.signatures["serving_default"]
+    instances = json.loads(sys.argv[2])  # a TF Serving REST body's "instances"
+    inputs = {}
+    for name, spec in fn.structured_input_signature[1].items():
+        inputs[name] = tf.constant([row[name] for row in instances], dtype=spec.dtype)
+    out = fn(**inputs)
+    print(json.dumps({k: v.numpy().tolist() for k, v in out.items()}))
+    """
+)
+
+
+def test_pushed_model_serves_rest_instances_with_tensorflow_only(tiny_run):
+    version = _pushed_versions(tiny_run)[-1]  # TF Serving serves the highest version
+    items = Path(tiny_run.where["export"]) / F.ITEMS_SPLIT / F.ITEMS_FILE
+    catalogue = {int(line.split(",")[0]) for line in items.read_text().splitlines()[1:]}
+    some = sorted(catalogue)[:3]
+    instances = [
+        {
+            F.VISITOR_ID: 1,
+            F.HISTORY: " ".join(map(str, some)),
+            F.USER_VIEWS: 3,
+            F.USER_ADDTOCARTS: 0,
+            F.USER_TRANSACTIONS: 0,
+            F.USER_DISTINCT_ITEMS: 3,
+            F.TIMESTAMP: 1_438_400_000_000,
+            F.USER_LAST_TIMESTAMP: 1_438_300_000_000,
+        },
+        {  # an unknown visitor with no history: a popularity-like list, not an error
+            F.VISITOR_ID: 987_654_321,
+            F.HISTORY: "",
+            F.USER_VIEWS: 0,
+            F.USER_ADDTOCARTS: 0,
+            F.USER_TRANSACTIONS: 0,
+            F.USER_DISTINCT_ITEMS: 0,
+            F.TIMESTAMP: 1_438_400_000_000,
+            F.USER_LAST_TIMESTAMP: 0,
+        },
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", SERVING_CLIENT, str(version), json.dumps(instances)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    ids = out["item_ids"]
+    assert len(ids) == 2 and len(ids[0]) == len(out["scores"][0]) > 0
+    assert set(ids[0]) <= catalogue and set(ids[1]) <= catalogue
+    assert out["scores"][0] == sorted(out["scores"][0], reverse=True)

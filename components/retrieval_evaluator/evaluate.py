@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from components import examples_io
-from modules import evaluation
+from modules import evaluation, serving
 from modules import features as F
 from pipeline import configs
 
@@ -42,12 +42,12 @@ def recommend(model_dir: str, eval_files: list[str], batch_size: int = configs.E
     """Runs the model's evaluation signature over serialized eval examples.
 
     Returns:
-      (visitors [n], targets [n], candidate ids [n, EVAL_CANDIDATES]) in file order.
+      (visitors [n], targets [n], candidate ids [n, K]) in file order, K the signature's length.
     """
     import tensorflow as tf
 
     model = tf.saved_model.load(model_dir)
-    signature = model.signatures[configs.EVAL_SIGNATURE]
+    signature = model.signatures[serving.EVAL_SIGNATURE]
     spec = {
         F.VISITOR_ID: tf.io.FixedLenFeature([], tf.int64),
         F.ITEM_ID: tf.io.FixedLenFeature([], tf.int64),
@@ -56,10 +56,10 @@ def recommend(model_dir: str, eval_files: list[str], batch_size: int = configs.E
     dataset = tf.data.TFRecordDataset(eval_files, compression_type="GZIP").batch(batch_size)
     for records in dataset:
         parsed = tf.io.parse_example(records, spec)
-        out = signature(**{configs.EVAL_SIGNATURE_INPUT: records})
+        out = signature(examples=records)
         visitors.append(parsed[F.VISITOR_ID].numpy())
         targets.append(parsed[F.ITEM_ID].numpy())
-        lists.append(out[configs.OUTPUT_ITEM_IDS].numpy().astype(np.int64))
+        lists.append(out[serving.OUTPUT_CLASSES].numpy().astype(np.int64))
     return np.concatenate(visitors), np.concatenate(targets), np.concatenate(lists)
 
 

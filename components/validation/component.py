@@ -53,7 +53,7 @@ def ValidationGate(  # noqa: N802
 ) -> None:
     """Fails the run, with a readable list, when any split has anomalies or eval drifted.
 
-    The report is written to ``anomalies.json`` in the output either way.
+    On failure the list is also written to ``anomalies.json`` in the output folder.
     """
     lines: list[str] = []
     for split in artifact_utils.decode_split_names(anomalies.split_names):
@@ -67,10 +67,13 @@ def ValidationGate(  # noqa: N802
         stats_artifact_utils.load_statistics(statistics, F.TRAIN_SPLIT).proto(),
         stats_artifact_utils.load_statistics(statistics, F.EVAL_SPLIT).proto(),
     )
-    io_utils.write_string_file(
-        os.path.join(validated_schema.uri, REPORT_FILE), json.dumps({"anomalies": lines}, indent=2)
-    )
     if lines:
+        # Kept for the post-mortem; a passing run's folder holds only the schema (Transform and
+        # the Trainer require exactly one file there).
+        io_utils.write_string_file(
+            os.path.join(validated_schema.uri, REPORT_FILE),
+            json.dumps({"anomalies": lines}, indent=2),
+        )
         raise AnomaliesFound(
             f"{len(lines)} data anomalies; the run stops before training:\n  " + "\n  ".join(lines)
         )

@@ -1,0 +1,487 @@
+"""The two-tower retrieval model: towers, repeat term and the TFRS model. No TFX imports.
+
+Scoring a (user, item) pair::
+
+    score = [u, 1] . [v, b] + repeat(user history, item)
+
+* Item tower: ``v`` = the item's id embedding (zero for the out-of-vocabulary bucket, i.e. items
+  without train events) + a projection of its content (category and its 5 levels, hashed property
+  tokens as an embedding bag, numeric properties, popularity); ``b`` a learned item bias from the same
+  content plus a per-id bias. Appending the constant 1 to the user vector keeps the score a plain dot
+  product, so an ANN index (ScaNN) still finds the best items.
+* User tower: ``u`` = an encoder of the last N history items that reads the SAME id embedding table
+  as the item tower (``mean``, ``position`` (learned recency weights), ``attention`` or ``gru``), plus
+  a projection of the context: counters, recency, hour and day of week, and optionally a visitor
+  embedding (off by default: on real logs it hurt).
+* Repeat term: a learned, signed weight per recency bucket of the history (bucket of the item's most
+  recent position: 0, 1-2, 3-6, 7-14, ...) plus a weight on log(times seen), added when the
+  candidate is in the user's history. It is not a dot product, so serving adds it exactly on top of
+  brute-force or ANN candidates (`repeat_bonus` gives it per history position).
+* Loss: in-batch softmax (``tfrs.tasks.Retrieval``) with log-Q sampling-bias correction
+  (``candidate_sampling_probability``) and accidental-hit removal (``candidate_ids``). The repeat
+  term enters the task's dot product exactly: the query gets the [B, B] repeat matrix appended and
+  every in-batch candidate a one-hot column, so query_i . candidate_j = score(i, j).
+
+Feature names are the transformed names of ``modules.transform``; sizes come from the transform
+output (`FeatureSizes`), never from constants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from modules import transform as T
+
+ENCODERS = ("mean", "position", "attention", "gru")
+NEGATIVES = ("in_batch", "history")
+_MASKED = -1e9  # logit of a candidate taken out of a row's softmax
+# The repeat weights are stored divided by this: a handful of scalars that must reach values of a few
+# units in a few hundred Adam steps (each moves a parameter by about the learning rate).
+_REPEAT_SCALE = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSizes:
+    """Index domains and widths of the transformed features (from the transform output).
+
+    Attributes:
+      items: rows of the item id table (padding 0, vocabulary, out-of-vocabulary last).
+      categories: rows of the category table (same layout).
+      text_buckets: rows of the property-token table (0 = padding).
+      visitors: rows of the visitor table (same layout as items).
+      item_numeric: width of ``ITEM_NUMERIC``.
+      user_numeric: width of ``USER_NUMERIC``.
+      category_columns: width of ``CATEGORY_INDEX`` (the category and its levels).
+      history_length: width of ``HISTORY_INDEX``.
+    """
+
+    items: int
+    categories: int
+    text_buckets: int
+    visitors: int
+    item_numeric: int
+    user_numeric: int
+    category_columns: int
+    history_length: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture settings (defaults in ``pipeline.configs``; see ``modules.training``)."""
+
+    embedding_dim: int = 64
+    encoder: str = "position"
+    use_visitor: bool = False
+    use_time: bool = True
+    category_dim: int = 16
+    text_dim: int = 32
+    hidden_dim: int = 128
+    repeat_buckets: int = 8
+    dropout: float = 0.0
+    negatives: str = "in_batch"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder {self.encoder!r} unknown; choose one of {ENCODERS}")
+        if self.negatives not in NEGATIVES:
+            raise ValueError(f"negatives {self.negatives!r} unknown; choose one of {NEGATIVES}")
+
+
+# ---------------------------------------------------------------- towers
+
+
+class ItemTower(tf.keras.Model):
+    """Item features -> [v, b] of width embedding_dim + 1."""
+
+    def __init__(
+        self, sizes: FeatureSizes, config: ModelConfig, item_embedding: tf.keras.layers.Embedding
+    ):
+        super().__init__(name="item_tower")
+        init = tf.keras.initializers.GlorotUniform(seed=config.seed + 1)
+        self._sizes = sizes
+        self.item_embedding = item_embedding
+        self.item_bias = tf.keras.layers.Embedding(
+            sizes.items, 1, embeddings_initializer="zeros", name="item_id_bias"
+        )
+        self.category_embedding = tf.keras.layers.Embedding(
+            sizes.categories,
+            config.category_dim,
+            embeddings_initializer=tf.keras.initializers.RandomNormal(
+                stddev=0.05, seed=config.seed + 2
+            ),
+            name="category_embedding",
+        )
+        self.text_embedding = tf.keras.layers.Embedding(
+            sizes.text_buckets,
+            config.text_dim,
+            embeddings_initializer=tf.keras.initializers.RandomNormal(
+                stddev=0.05, seed=config.seed + 3
+            ),
+            name="text_embedding",
+        )
+        self.hidden = tf.keras.layers.Dense(
+            config.hidden_dim, activation="relu", kernel_initializer=init, name="item_hidden"
+        )
+        self.content = tf.keras.layers.Dense(
+            config.embedding_dim,
+            kernel_initializer=tf.keras.initializers.GlorotUniform(seed=config.seed + 4),
+            name="item_content",
+        )
+        self.content_bias = tf.keras.layers.Dense(1, kernel_initializer="zeros", name="item_bias")
+
+    def call(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
+        index = tf.cast(features[T.ITEM_INDEX], tf.int32)
+        in_vocab = tf.cast((index > 0) & (index < self._sizes.items - 1), tf.float32)[:, None]
+        categories = self.category_embedding(tf.cast(features[T.CATEGORY_INDEX], tf.int32))
+        categories *= tf.cast(features[T.CATEGORY_INDEX] > 0, tf.float32)[:, :, None]
+        tokens = tf.cast(features[T.TEXT_TOKENS], tf.int32)
+        text = _masked_mean(self.text_embedding(tokens), tokens > 0)
+        content = tf.concat(
+            [
+                tf.reshape(categories, [-1, categories.shape[1] * categories.shape[2]]),
+                text,
+                tf.cast(features[T.ITEM_NUMERIC], tf.float32),
+            ],
+            axis=1,
+        )
+        hidden = self.hidden(content)
+        vector = self.item_embedding(index) * in_vocab + self.content(hidden)
+        bias = self.content_bias(hidden) + self.item_bias(index) * in_vocab
+        return tf.concat([vector, bias], axis=1)
+
+
+class UserTower(tf.keras.Model):
+    """User features -> [u, 1] of width embedding_dim + 1."""
+
+    def __init__(
+        self, sizes: FeatureSizes, config: ModelConfig, item_embedding: tf.keras.layers.Embedding
+    ):
+        super().__init__(name="user_tower")
+        self._config = config
+        self._sizes = sizes
+        dim = config.embedding_dim
+        self.item_embedding = item_embedding
+        n = sizes.history_length
+        if config.encoder == "position":
+            self.position_logits = self.add_weight(
+                name="position_logits", shape=[n], initializer="zeros"
+            )
+        elif config.encoder == "attention":
+            self.position_embedding = tf.keras.layers.Embedding(
+                n,
+                dim,
+                embeddings_initializer=tf.keras.initializers.RandomNormal(
+                    stddev=0.05, seed=config.seed + 5
+                ),
+                name="position_embedding",
+            )
+            self.attention_query = tf.keras.layers.Dense(
+                dim,
+                kernel_initializer=tf.keras.initializers.GlorotUniform(seed=config.seed + 6),
+                name="attention_query",
+            )
+        elif config.encoder == "gru":
+            self.gru = tf.keras.layers.GRU(
+                dim,
+                kernel_initializer=tf.keras.initializers.GlorotUniform(seed=config.seed + 7),
+                recurrent_initializer=tf.keras.initializers.Orthogonal(seed=config.seed + 8),
+                name="history_gru",
+            )
+        if config.use_time:
+            self.hour_embedding = tf.keras.layers.Embedding(24, 4, name="hour_embedding")
+            self.day_embedding = tf.keras.layers.Embedding(7, 4, name="day_embedding")
+        if config.use_visitor:
+            self.visitor_embedding = tf.keras.layers.Embedding(
+                sizes.visitors,
+                dim,
+                embeddings_initializer=tf.keras.initializers.RandomNormal(
+                    stddev=0.01, seed=config.seed + 9
+                ),
+                name="visitor_embedding",
+            )
+        self.hidden = tf.keras.layers.Dense(
+            config.hidden_dim,
+            activation="relu",
+            kernel_initializer=tf.keras.initializers.GlorotUniform(seed=config.seed + 10),
+            name="user_hidden",
+        )
+        self.dropout = tf.keras.layers.Dropout(config.dropout, seed=config.seed + 11)
+        self.project = tf.keras.layers.Dense(
+            dim,
+            kernel_initializer=tf.keras.initializers.GlorotUniform(seed=config.seed + 12),
+            name="user_project",
+        )
+
+    def encode_history(self, history: tf.Tensor, context: tf.Tensor) -> tf.Tensor:
+        """Pools the history's item embeddings into one [B, dim] vector."""
+        mask = history_mask(history, self._sizes.items)
+        embedded = self.item_embedding(history)
+        encoder = self._config.encoder
+        if encoder == "mean":
+            return _masked_mean(embedded, mask)
+        if encoder == "position":
+            logits = tf.broadcast_to(self.position_logits[None, :], tf.shape(mask))
+            return _masked_softmax_pool(embedded, logits, mask)
+        if encoder == "attention":
+            keys = embedded + self.position_embedding(tf.range(tf.shape(history)[1]))[None]
+            query = self.attention_query(tf.concat([_masked_mean(embedded, mask), context], 1))
+            logits = tf.einsum("bnd,bd->bn", keys, query) / np.sqrt(self._config.embedding_dim)
+            return _masked_softmax_pool(embedded, logits, mask)
+        # GRU: oldest to newest, so the last state is closest to the most recent item.
+        return self.gru(tf.reverse(embedded, axis=[1]), mask=tf.reverse(mask, axis=[1]))
+
+    def call(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        history = tf.cast(features[T.HISTORY_INDEX], tf.int32)
+        parts = [tf.cast(features[T.USER_NUMERIC], tf.float32)]
+        if self._config.use_time:
+            parts += [
+                self.hour_embedding(tf.cast(features[T.HOUR], tf.int32)),
+                self.day_embedding(tf.cast(features[T.DAY_OF_WEEK], tf.int32)),
+            ]
+        if self._config.use_visitor:
+            parts.append(self.visitor_embedding(tf.cast(features[T.VISITOR_INDEX], tf.int32)))
+        context = tf.concat(parts, axis=1)
+        pooled = self.encode_history(history, context)
+        hidden = self.dropout(self.hidden(tf.concat([pooled, context], 1)), training=training)
+        user = pooled + self.project(hidden)
+        return tf.concat([user, tf.ones_like(user[:, :1])], axis=1)
+
+
+class RepeatTerm(tf.keras.layers.Layer):
+    """Signed bonus for candidates that are in the user's history.
+
+    bonus = w[bucket(most recent position)] + w_count * log(times in the history), where bucket(p)
+    = min(floor(log2(p + 1)), buckets - 1). Weights start at 0 and are learned with the towers.
+    """
+
+    def __init__(self, history_length: int, buckets: int, item_rows: int, **kwargs):
+        super().__init__(name="repeat_term", **kwargs)
+        positions = np.arange(history_length)
+        self._bucket_of_position = tf.constant(
+            np.minimum(np.floor(np.log2(positions + 1)), buckets - 1).astype(np.int32)
+        )
+        self._item_rows = item_rows
+        self.bucket_weights = self.add_weight(
+            name="bucket_weights", shape=[buckets], initializer="zeros"
+        )
+        self.count_weight = self.add_weight(name="count_weight", shape=[], initializer="zeros")
+
+    @property
+    def weights_by_bucket(self) -> tf.Tensor:
+        """[buckets] the learned weight of each recency bucket."""
+        return self.bucket_weights * _REPEAT_SCALE
+
+    @property
+    def weight_of_count(self) -> tf.Tensor:
+        """The learned weight of log(times in the history)."""
+        return self.count_weight * _REPEAT_SCALE
+
+    def position_weights(self) -> tf.Tensor:
+        """[N] weight of an item whose most recent history position is n."""
+        return tf.gather(self.weights_by_bucket, self._bucket_of_position)
+
+    def first_occurrence(self, history: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """([B, N] known item at its most recent position, [B, N] times the item occurs)."""
+        history = tf.cast(history, tf.int32)
+        mask = history_mask(history, self._item_rows)
+        same = tf.equal(history[:, :, None], history[:, None, :]) & mask[:, None, :]
+        # earlier[n, m]: position m comes before position n (m < n).
+        earlier = tf.linalg.band_part(tf.ones_like(same[0], dtype=tf.int32), -1, 0)
+        earlier = tf.cast(earlier - tf.eye(tf.shape(same)[1], dtype=tf.int32), tf.bool)
+        first = mask & ~tf.reduce_any(same & earlier[None], axis=2)
+        return first, tf.reduce_sum(tf.cast(same, tf.float32), axis=2)
+
+    def bonus(self, history: tf.Tensor) -> tf.Tensor:
+        """[B, N] bonus of each history position's item; 0 except at its most recent position.
+
+        Serving scatters these onto the catalogue scores (the item at position n gets bonus[n]).
+        """
+        first, count = self.first_occurrence(history)
+        values = self.position_weights()[None, :] + self.weight_of_count * tf.math.log(
+            tf.maximum(count, 1.0)
+        )
+        return tf.where(first, values, tf.zeros_like(values))
+
+    def matrix(self, history: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
+        """[B, C] repeat term of every (user b, candidate c) pair (training, in-batch)."""
+        return scatter_to_candidates(history, candidates, self.bonus(history), self._item_rows)
+
+
+def scatter_to_candidates(
+    history: tf.Tensor, candidates: tf.Tensor, values: tf.Tensor, item_rows: int
+) -> tf.Tensor:
+    """[B, C]: the sum of values[b, n] over history positions n whose item is candidate c.
+
+    History items are matched to the distinct candidates by binary search: O(B * N * log C), not a
+    [B, N, C] comparison.
+    """
+    history = tf.cast(history, tf.int32)
+    candidates = tf.cast(candidates, tf.int32)
+    distinct, column_of_candidate = tf.unique(candidates)
+    order = tf.argsort(distinct)
+    ordered = tf.gather(distinct, order)
+    flat = tf.reshape(history, [-1])
+    slot = tf.minimum(tf.searchsorted(ordered, flat), tf.size(ordered) - 1)
+    mask = tf.reshape(history_mask(history, item_rows), [-1])
+    hit = mask & tf.equal(tf.gather(ordered, slot), flat)
+    rows = tf.repeat(tf.range(tf.shape(history)[0]), tf.shape(history)[1])
+    indices = tf.stack(
+        [tf.boolean_mask(rows, hit), tf.boolean_mask(tf.gather(order, slot), hit)], 1
+    )
+    by_distinct = tf.scatter_nd(
+        indices,
+        tf.boolean_mask(tf.reshape(tf.cast(values, tf.float32), [-1]), hit),
+        tf.stack([tf.shape(history)[0], tf.size(distinct)]),
+    )
+    return tf.gather(by_distinct, column_of_candidate, axis=1)
+
+
+# ---------------------------------------------------------------- the TFRS model
+
+
+class TwoTowerModel(tfrs.Model):
+    """The two-tower retrieval model (see the module docstring)."""
+
+    def __init__(
+        self,
+        sizes: FeatureSizes,
+        config: ModelConfig,
+        candidate_probability: np.ndarray,
+        item_table: dict[str, np.ndarray] | None = None,
+    ):
+        """Builds the model.
+
+        Args:
+          sizes: feature domains from the transform output.
+          config: architecture settings.
+          candidate_probability: [sizes.items] probability of each item index being an in-batch
+            candidate (its share of the training targets), for the log-Q correction.
+          item_table: item-side transformed features of every item index (row i = index i), the
+            catalogue's; needed by ``negatives="history"`` to embed history items as candidates.
+
+        Raises:
+          ValueError: on sizes that disagree, or a missing item table.
+        """
+        super().__init__()
+        if len(candidate_probability) != sizes.items:
+            raise ValueError(
+                f"candidate_probability has {len(candidate_probability)} entries; "
+                f"the item table has {sizes.items} rows"
+            )
+        if config.negatives == "history" and item_table is None:
+            raise ValueError("negatives='history' needs the item features by index (item_table)")
+        self.sizes = sizes
+        self.config = config
+        self.item_embedding = tf.keras.layers.Embedding(
+            sizes.items,
+            config.embedding_dim,
+            embeddings_initializer=tf.keras.initializers.RandomNormal(
+                stddev=0.05, seed=config.seed
+            ),
+            name="item_embedding",
+        )
+        self.user_tower = UserTower(sizes, config, self.item_embedding)
+        self.item_tower = ItemTower(sizes, config, self.item_embedding)
+        self.repeat = RepeatTerm(sizes.history_length, config.repeat_buckets, sizes.items)
+        self._candidate_probability = tf.constant(candidate_probability, tf.float32)
+        self._item_table = (
+            {
+                name: tf.Variable(item_table[name], trainable=False, name=f"table_{name}")
+                for name in T.ITEM_OUTPUTS
+            }
+            if item_table is not None
+            else None
+        )
+        self.task = tfrs.tasks.Retrieval(remove_accidental_hits=True)
+
+    def user_vectors(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        """[B, dim + 1] query vectors."""
+        return self.user_tower(features, training=training)
+
+    def item_vectors(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
+        """[B, dim + 1] candidate vectors."""
+        return self.item_tower(features)
+
+    def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        users = self.user_vectors(features, training=training)
+        items = self.item_vectors(features)
+        candidates = tf.cast(features[T.ITEM_INDEX], tf.int32)
+        history = tf.cast(features[T.HISTORY_INDEX], tf.int32)
+        batch = tf.shape(items)[0]
+        # Inclusion probability of an item among the batch's positives (log-Q correction).
+        probability = tf.minimum(
+            tf.gather(self._candidate_probability, candidates) * tf.cast(batch, tf.float32), 1.0
+        )
+        repeat = self.repeat.matrix(history, candidates)
+        if self.config.negatives == "in_batch":
+            # The repeat term enters the task's dot product: [u, R_i] . [v_j, e_j] = u.v_j + R_ij.
+            one_hot = tf.eye(batch, dtype=items.dtype)
+            return self.task(
+                tf.concat([users, repeat], axis=1),
+                tf.concat([items, one_hot], axis=1),
+                candidate_sampling_probability=probability,
+                candidate_ids=candidates,
+                compute_metrics=False,
+            )
+        return self._history_softmax_loss(users, items, candidates, history, repeat, probability)
+
+    def _history_softmax_loss(self, users, items, candidates, history, repeat, probability):
+        """Softmax over the batch's positives (sampled, log-Q corrected) + the user's own history.
+
+        Each user's own history items are always candidates, exactly (no correction, inclusion
+        probability 1); a batch positive that is in the user's history is taken out of that row so
+        that no item counts twice, as is a history copy of the row's own target. This is the
+        competition that decides Recall@K: a seen item against everything else, which in-batch
+        negatives alone almost never show the model, so the repeat weights stay near zero.
+        """
+        batch = tf.shape(items)[0]
+        first, _ = self.repeat.first_occurrence(history)
+        bonus = self.repeat.bonus(history)
+        in_history = (
+            scatter_to_candidates(history, candidates, tf.cast(first, tf.float32), self.sizes.items)
+            > 0
+        )
+        eye = tf.cast(tf.eye(batch), tf.bool)
+        duplicate = tf.equal(candidates[:, None], candidates[None, :]) & ~eye
+        scores = tf.matmul(users, items, transpose_b=True) + repeat
+        scores = tfrs.layers.loss.SamplingProbablityCorrection()(scores, probability)
+        scores = tf.where((in_history & ~eye) | duplicate, _MASKED, scores)
+
+        distinct, position = tf.unique(tf.reshape(history, [-1]))
+        table = {name: tf.gather(var, distinct) for name, var in self._item_table.items()}
+        vectors = tf.gather(self.item_tower(table), position)
+        vectors = tf.reshape(vectors, tf.concat([tf.shape(history), [-1]], 0))
+        own = tf.einsum("bd,bnd->bn", users, vectors) + bonus
+        own = tf.where(first & tf.not_equal(history, candidates[:, None]), own, _MASKED)
+
+        logits = tf.concat([scores, own], axis=1)
+        labels = tf.eye(batch, tf.shape(logits)[1])
+        return tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(labels, logits))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"sizes": dataclasses.asdict(self.sizes), "config": dataclasses.asdict(self.config)}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def history_mask(history: tf.Tensor, item_rows: int) -> tf.Tensor:
+    """True at history positions holding a known item (not padding, not out-of-vocabulary)."""
+    return (history > 0) & (history < item_rows - 1)
+
+
+def _masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    weights = tf.cast(mask, values.dtype)[:, :, None]
+    return tf.reduce_sum(values * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, axis=1), 1)
+
+
+def _masked_softmax_pool(values: tf.Tensor, logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    logits = tf.where(mask, logits, tf.fill(tf.shape(logits), -1e9))
+    weights = tf.nn.softmax(logits, axis=1) * tf.cast(mask, values.dtype)
+    return tf.einsum("bn,bnd->bd", weights, values)

@@ -1,0 +1,170 @@
+"""Tests of the two-tower model: tower shapes, the shared item table, the repeat term, the loss."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from modules import model as M  # noqa: E402
+from modules import transform as T  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# 10 item rows: 0 padding, 1..8 vocabulary, 9 out-of-vocabulary.
+SIZES = M.FeatureSizes(
+    items=10,
+    categories=6,
+    text_buckets=17,
+    visitors=5,
+    item_numeric=3,
+    user_numeric=6,
+    category_columns=6,
+    history_length=4,
+)
+
+
+def _features(batch: int = 6, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        T.ITEM_INDEX: (np.arange(batch) % 8 + 1).astype(np.int64),
+        T.CATEGORY_INDEX: rng.integers(0, SIZES.categories, (batch, 6)),
+        T.TEXT_TOKENS: rng.integers(0, SIZES.text_buckets, (batch, 5)),
+        T.ITEM_NUMERIC: rng.normal(size=(batch, SIZES.item_numeric)).astype(np.float32),
+        T.HISTORY_INDEX: rng.integers(0, 9, (batch, SIZES.history_length)),
+        T.VISITOR_INDEX: rng.integers(0, SIZES.visitors, batch),
+        T.HOUR: rng.integers(0, 24, batch),
+        T.DAY_OF_WEEK: rng.integers(0, 7, batch),
+        T.USER_NUMERIC: rng.normal(size=(batch, SIZES.user_numeric)).astype(np.float32),
+    }
+
+
+def _model(**config) -> M.TwoTowerModel:
+    tf.keras.utils.set_random_seed(0)
+    probability = np.full(SIZES.items, 1.0 / SIZES.items)
+    return M.TwoTowerModel(
+        SIZES, M.ModelConfig(embedding_dim=8, hidden_dim=16, **config), probability
+    )
+
+
+@pytest.mark.parametrize("encoder", M.ENCODERS)
+def test_tower_shapes_for_every_encoder(encoder):
+    model = _model(encoder=encoder)
+    features = _features()
+    users = model.user_vectors(features).numpy()
+    items = model.item_vectors(features).numpy()
+    # [u, 1] and [v, b]: embedding_dim + 1 columns; the user's last column is the constant 1.
+    assert users.shape == (6, 9) and items.shape == (6, 9)
+    np.testing.assert_array_equal(users[:, -1], 1.0)
+
+
+def test_visitor_embedding_is_optional_and_off_by_default():
+    assert M.ModelConfig().use_visitor is False
+    names = {}
+    for use_visitor in (False, True):
+        model = _model(use_visitor=use_visitor)
+        model.user_vectors(_features())  # builds the layers
+        names[use_visitor] = {v.name for v in model.user_tower.trainable_variables}
+    without, with_visitor = names[False], names[True]
+    assert not any("visitor" in name for name in without)
+    assert any("visitor" in name for name in with_visitor)
+
+
+def test_history_encoder_shares_the_item_tables_embedding():
+    model = _model(encoder="mean")
+    features = _features(batch=1)
+    features[T.HISTORY_INDEX] = np.array([[3, 0, 0, 0]])
+    features[T.ITEM_INDEX] = np.array([3])
+    user_before = model.user_vectors(features).numpy()
+    item_before = model.item_vectors(features).numpy()
+    assert model.user_tower.item_embedding is model.item_tower.item_embedding
+    tables = [v for v in model.trainable_variables if "item_embedding" in v.name]
+    assert len(tables) == 1  # one table, not a copy per tower
+    table = model.item_embedding.embeddings
+    table.assign(tf.tensor_scatter_nd_add(table, [[3]], tf.ones([1, 8])))
+    # Moving row 3 moves both the user (history = [3]) and item 3, by the same vector (mean of
+    # one history item; the item vector is the id embedding plus content).
+    user_delta = model.user_vectors(features).numpy() - user_before
+    item_delta = model.item_vectors(features).numpy() - item_before
+    np.testing.assert_allclose(item_delta[0, :8], 1.0, atol=1e-5)
+    assert np.abs(user_delta[0, :8]).sum() > 1.0
+
+
+def test_out_of_vocabulary_items_have_no_id_embedding():
+    model = _model()
+    features = _features(batch=2)
+    features[T.ITEM_INDEX] = np.array([9, 9])  # the OOV row (cold items)
+    before = model.item_vectors(features).numpy()
+    table = model.item_embedding.embeddings
+    table.assign(tf.tensor_scatter_nd_add(table, [[9]], tf.ones([1, 8])))
+    np.testing.assert_allclose(model.item_vectors(features).numpy(), before, atol=1e-6)
+
+
+def test_repeat_term_by_hand():
+    repeat = M.RepeatTerm(history_length=4, buckets=3, item_rows=SIZES.items)
+    # Position buckets: 0 -> 0, 1-2 -> 1, 3 -> 2.
+    scale = M._REPEAT_SCALE  # stored weights are the learned ones divided by this
+    repeat.bucket_weights.assign(np.array([1.0, -2.0, 4.0]) / scale)
+    repeat.count_weight.assign(0.5 / scale)
+    # Item 5 at positions 0 and 2, item 3 at 1, item 9 (out of vocabulary) at 3.
+    history = tf.constant([[5, 3, 5, 9]])
+    matrix = repeat.matrix(history, tf.constant([5, 3, 7, 9])).numpy()
+    # 5: bucket 0 (1.0) + 0.5 * log(2 times); 3: bucket 1 (-2.0); 7: absent; 9: OOV never matches.
+    np.testing.assert_allclose(matrix, [[1.0 + 0.5 * np.log(2), -2.0, 0.0, 0.0]], rtol=1e-6)
+    bonus = repeat.bonus(history).numpy()
+    # Per position: only the most recent occurrence of an item carries its bonus.
+    np.testing.assert_allclose(bonus, [[1.0 + 0.5 * np.log(2), -2.0, 0.0, 0.0]], rtol=1e-6)
+
+
+def test_loss_scores_are_dot_product_plus_repeat_term():
+    model = _model()
+    features = _features()
+    users = model.user_vectors(features)
+    items = model.item_vectors(features)
+    model.repeat.bucket_weights.assign(np.arange(1, 9, dtype=np.float32))
+    repeat = model.repeat.matrix(features[T.HISTORY_INDEX], features[T.ITEM_INDEX])
+    augmented = tf.matmul(
+        tf.concat([users, repeat], 1), tf.concat([items, tf.eye(6)], 1), transpose_b=True
+    )
+    expected = tf.matmul(users, items, transpose_b=True) + repeat
+    np.testing.assert_allclose(augmented.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_loss_decreases_on_a_toy_batch():
+    model = _model()
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
+    batch = {k: tf.constant(v) for k, v in _features(batch=8).items()}
+    first = float(model.train_step(batch)["loss"])
+    for _ in range(30):
+        last = float(model.train_step(batch)["loss"])
+    assert last < 0.5 * first
+
+
+def test_candidate_probability_must_cover_the_item_table():
+    with pytest.raises(ValueError, match="item table has 10 rows"):
+        M.TwoTowerModel(SIZES, M.ModelConfig(), np.ones(3) / 3)
+
+
+def test_unknown_encoder_is_refused():
+    with pytest.raises(ValueError, match="encoder 'lstm' unknown"):
+        M.ModelConfig(encoder="lstm")
+
+
+def test_model_module_imports_no_tfx():
+    code = (
+        "import sys, modules.model; "
+        "bad = sorted(m for m in sys.modules if m == 'tfx' or m.startswith('tfx.')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]

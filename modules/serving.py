@@ -1,0 +1,194 @@
+"""The serving SavedModel: raw user features in, top-K catalogue item ids and scores out.
+
+The model scores the whole catalogue by brute force with plain TensorFlow ops, so stock TF Serving
+(or any process that imports only TensorFlow) serves it. It embeds the tf.Transform graph, so
+requests carry the export's raw columns and are transformed exactly as the training examples were.
+
+Signatures (names in the constants below):
+
+* ``serving_default`` (`SERVING_SIGNATURE`): one tensor [B] per raw user column, as TF Serving's REST
+  ``{"instances": [{...}, ...]}`` delivers them: ``visitorid`` int64, ``history`` string (space-
+  separated item ids, most recent first, "" for none), ``user_views``, ``user_addtocarts``,
+  ``user_transactions``, ``user_distinct_items``, ``timestamp`` (ms of the request) and
+  ``user_last_timestamp`` (ms of the visitor's last event, 0 for none), all int64. Returns
+  ``item_ids`` int64 [B, K] (raw catalogue ids, best first) and ``scores`` float32 [B, K].
+* ``serve_tf_examples`` (`EVAL_SIGNATURE`): ``examples`` string [B] of serialized tf.Examples with
+  those columns (the eval split's rows; other columns are ignored); returns ``classes`` int64 [B, 50]
+  and ``scores`` [B, 50], the shape TFMA's ``SetMatchRecall(top_k=50)`` reads with the raw item id as
+  the label.
+* ``user_vectors`` (`QUERY_SIGNATURE`): the raw user columns -> ``query`` [B, dim + 1],
+  ``history_rows`` int64 [B, N] (catalogue row of each history item, -1 for none) and
+  ``repeat_bonus`` [B, N]: what an ANN index (ScaNN) needs to serve the same scores: retrieve K + N
+  candidates by dot product, add each history row's bonus, re-cut to K.
+* ``catalogue`` (`CATALOGUE_SIGNATURE`): no input -> ``item_ids`` [M] and ``item_vectors``
+  [M, dim + 1], the vectors the ANN index is built over.
+
+score(user, item) = query . item_vector + repeat bonus, exactly as ``modules.training.score_queries``
+computes offline; ties go to the lower catalogue row, i.e. the lower item id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from modules import features as F
+from modules import transform as T
+
+SERVING_SIGNATURE = "serving_default"
+EVAL_SIGNATURE = "serve_tf_examples"
+QUERY_SIGNATURE = "user_vectors"
+CATALOGUE_SIGNATURE = "catalogue"
+EVAL_TOP_K = 50  # DESIGN 5: Recall@50
+# The outputs of serving_default and of the evaluator signature.
+OUTPUT_ITEM_IDS = "item_ids"
+OUTPUT_SCORES = "scores"
+OUTPUT_CLASSES = "classes"
+
+# The raw user columns a request carries, with their dtypes.
+REQUEST_COLUMNS = {name: tf.int64 for name in T.RAW_USER_COLUMNS} | {F.HISTORY: tf.string}
+
+
+class ServingModule(tf.Module):
+    """Transform graph + user tower + catalogue vectors + repeat term, with the signatures above."""
+
+    def __init__(self, trained: Any, tft_output: Any, top_k: int):
+        """Builds the module.
+
+        Args:
+          trained: a ``modules.training.Trained``.
+          tft_output: its ``TFTransformOutput``.
+          top_k: list length of ``serving_default``.
+        """
+        super().__init__(name="retailrec_two_tower")
+        self.tft_layer = tft_output.transform_features_layer()
+        self.user_tower = trained.model.user_tower
+        self.repeat = trained.model.repeat
+        self.catalogue_ids = tf.Variable(trained.catalogue_ids, trainable=False, dtype=tf.int64)
+        self.catalogue_vectors = tf.Variable(
+            trained.catalogue_vectors, trainable=False, dtype=tf.float32
+        )
+        self.row_of_index = tf.Variable(trained.row_of_index, trainable=False, dtype=tf.int64)
+        self._top_k = int(min(top_k, len(trained.catalogue_ids)))
+        self._eval_k = int(min(EVAL_TOP_K, len(trained.catalogue_ids)))
+        spec = tft_output.raw_feature_spec()
+        missing = [name for name in REQUEST_COLUMNS if name not in spec]
+        if missing:
+            raise ValueError(f"the transform graph has no raw column {missing}; got {sorted(spec)}")
+        self._raw_spec = {name: spec[name] for name in REQUEST_COLUMNS}
+
+    def _query(self, raw: dict[str, Any]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        transformed = self.tft_layer(raw)
+        query = self.user_tower(transformed, training=False)
+        history = transformed[T.HISTORY_INDEX]
+        rows = tf.gather(self.row_of_index, history)
+        bonus = self.repeat.bonus(history)
+        return query, rows, bonus
+
+    def _top(self, raw: dict[str, Any], k: int) -> tuple[tf.Tensor, tf.Tensor]:
+        query, rows, bonus = self._query(raw)
+        scores = tf.matmul(query, self.catalogue_vectors, transpose_b=True)
+        valid = rows >= 0
+        batch_row = tf.broadcast_to(
+            tf.range(tf.shape(rows, out_type=tf.int64)[0])[:, None],
+            tf.shape(rows, out_type=tf.int64),
+        )
+        indices = tf.stack([tf.boolean_mask(batch_row, valid), tf.boolean_mask(rows, valid)], 1)
+        scores = tf.tensor_scatter_nd_add(scores, indices, tf.boolean_mask(bonus, valid))
+        best = tf.math.top_k(scores, k=k)
+        return tf.gather(self.catalogue_ids, best.indices), best.values
+
+    def raw_from_request(self, request: dict[str, tf.Tensor]) -> dict[str, Any]:
+        """REST-shaped [B] tensors -> the structure the transform graph expects."""
+        return {name: _as_spec(request[name], feature) for name, feature in self._raw_spec.items()}
+
+    @tf.function(
+        input_signature=[{n: tf.TensorSpec([None], d, name=n) for n, d in REQUEST_COLUMNS.items()}]
+    )
+    def serve(self, request):
+        """serving_default: top-K raw item ids and scores for raw user features."""
+        ids, scores = self._top(self.raw_from_request(request), self._top_k)
+        return {OUTPUT_ITEM_IDS: ids, OUTPUT_SCORES: scores}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(self, examples):
+        """Evaluator signature: serialized tf.Examples -> top-50 ``classes`` and ``scores``."""
+        raw = tf.io.parse_example(examples, self._raw_spec)
+        ids, scores = self._top(raw, self._eval_k)
+        return {OUTPUT_CLASSES: ids, OUTPUT_SCORES: scores}
+
+    @tf.function(
+        input_signature=[{n: tf.TensorSpec([None], d, name=n) for n, d in REQUEST_COLUMNS.items()}]
+    )
+    def user_vectors(self, request):
+        """Query vectors, history catalogue rows and repeat bonuses (for an ANN index)."""
+        query, rows, bonus = self._query(self.raw_from_request(request))
+        return {"query": query, "history_rows": rows, "repeat_bonus": bonus}
+
+    @tf.function(input_signature=[])
+    def catalogue(self):
+        """The catalogue's raw ids and candidate vectors."""
+        return {
+            "item_ids": tf.identity(self.catalogue_ids),
+            "item_vectors": tf.identity(self.catalogue_vectors),
+        }
+
+
+def _as_spec(values: tf.Tensor, feature: Any) -> Any:
+    """A dense [B] column as the feature spec's tensor: dense [B, ...] or sparse (empty = absent)."""
+    if isinstance(feature, tf.io.FixedLenFeature):
+        values = tf.cast(values, feature.dtype) if values.dtype != feature.dtype else values
+        return (
+            tf.reshape(values, tf.concat([[-1], tf.constant(feature.shape, tf.int32)], 0))
+            if feature.shape
+            else values
+        )
+    if isinstance(feature, tf.io.VarLenFeature):
+        if feature.dtype == tf.string:
+            if values.dtype != tf.string:
+                values = tf.strings.as_string(values)
+            present = tf.not_equal(values, "")
+        else:
+            if values.dtype == tf.string:
+                values = tf.strings.to_number(
+                    tf.where(tf.equal(values, ""), "nan", values), tf.float64
+                )
+            values = tf.cast(values, feature.dtype)
+            present = (
+                tf.logical_not(tf.math.is_nan(tf.cast(values, tf.float64)))
+                if feature.dtype.is_floating
+                else tf.ones_like(values, tf.bool)
+            )
+        rows = tf.where(present)[:, 0]
+        return tf.SparseTensor(
+            indices=tf.stack([rows, tf.zeros_like(rows)], 1),
+            values=tf.boolean_mask(values, present),
+            dense_shape=tf.stack(
+                [tf.shape(values, out_type=tf.int64)[0], tf.constant(1, tf.int64)]
+            ),
+        )
+    raise ValueError(f"unsupported raw feature spec {feature}")
+
+
+def export(trained: Any, tft_output: Any, export_dir: str, top_k: int = 50) -> str:
+    """Writes the serving SavedModel with its four signatures.
+
+    Args:
+      trained: a ``modules.training.Trained``.
+      tft_output: its ``TFTransformOutput``.
+      export_dir: the SavedModel folder (e.g. the Trainer's ``serving_model_dir``).
+      top_k: list length of ``serving_default``.
+
+    Returns:
+      ``export_dir``.
+    """
+    module = ServingModule(trained, tft_output, top_k)
+    signatures = {
+        SERVING_SIGNATURE: module.serve.get_concrete_function(),
+        EVAL_SIGNATURE: module.serve_examples.get_concrete_function(),
+        QUERY_SIGNATURE: module.user_vectors.get_concrete_function(),
+        CATALOGUE_SIGNATURE: module.catalogue.get_concrete_function(),
+    }
+    tf.saved_model.save(module, export_dir, signatures=signatures)
+    return export_dir

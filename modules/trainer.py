@@ -1,0 +1,120 @@
+"""TFX Trainer adapter: ``run_fn(fn_args)`` reads the Examples, trains, exports the serving model.
+
+Wiring the pipeline needs (``pipeline/pipeline.py``)::
+
+    Trainer(
+        run_fn="modules.trainer.run_fn",
+        examples=<RAW Examples with splits train, eval and items>,   # CsvExampleGen output
+        transform_graph=transform.outputs["transform_graph"],
+        custom_config={...},                                        # JSON settings, optional
+    )
+
+* ``examples`` is the raw ExampleGen artifact, not Transform's transformed examples: the trainer
+  builds its evaluation-shaped examples from raw train rows (``modules.training``) and embeds the
+  catalogue, and both pass through the transform graph in memory. The catalogue is the ``items``
+  split of the same artifact (the export's ``items/items.csv`` as a third split pattern); the
+  Trainer has one ``examples`` input, and artifacts never travel through ``custom_config``.
+* ``custom_config`` keys: those of ``modules.training.settings`` (``epochs``, ``encoder``,
+  ``embedding_dim``, ``batch_size``, ``learning_rate``, ``horizon_days``, ``examples_per_event``,
+  ``use_visitor``, ``use_time``, ``hidden_dim``, ``dropout``, ``seed``, ``top_k``); defaults live in
+  ``pipeline/configs.py``. Give Transform the same dict for its keys (``history_length``, ...).
+
+Outputs: the serving SavedModel in ``fn_args.serving_model_dir`` (signatures in ``modules.serving``)
+and ``training_summary.json`` (settings, losses, example count, seconds, repeat weights) in
+``fn_args.model_run_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from modules import features as F
+from modules import serving, training
+from modules import transform as T
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "training_summary.json"
+
+
+def split_patterns(train_files: list[str], split: str) -> list[str]:
+    """File patterns of another split of the artifact that holds ``train_files``.
+
+    ``fn_args.train_files`` are ``<examples uri>/Split-<train split>/*`` patterns.
+
+    Raises:
+      ValueError: a pattern does not have that layout.
+    """
+    patterns = []
+    for pattern in train_files:
+        swapped, count = re.subn(r"Split-[^/\\]+([/\\][^/\\]*)$", rf"Split-{split}\1", pattern)
+        if count != 1:
+            raise ValueError(f"{pattern}: not an Examples split pattern (.../Split-<name>/*)")
+        patterns.append(swapped)
+    return patterns
+
+
+def run_fn(fn_args: Any) -> None:
+    """Trains the two-tower model and exports the serving SavedModel (TFX Trainer entry point).
+
+    Args:
+      fn_args: the Trainer's ``FnArgs`` (train_files, transform_graph_path or transform_output,
+        serving_model_dir, model_run_dir, custom_config).
+
+    Raises:
+      FileNotFoundError: the examples have no ``items`` split.
+      ValueError: the examples are not raw export rows (e.g. Transform's transformed examples).
+    """
+    custom_config = dict(fn_args.custom_config or {})
+    transform_dir = getattr(fn_args, "transform_graph_path", None) or fn_args.transform_output
+    tft_output = tft.TFTransformOutput(transform_dir)
+    spec = tft_output.raw_feature_spec()
+
+    train_columns = training.read_example_columns(fn_args.train_files, spec)
+    _check_raw(train_columns, fn_args.train_files)
+    items_files = split_patterns(list(fn_args.train_files), F.ITEMS_SPLIT)
+    if not any(tf.io.gfile.glob(pattern) for pattern in items_files):
+        raise FileNotFoundError(
+            f"{items_files}: no '{F.ITEMS_SPLIT}' split next to the train split; give the Trainer "
+            f"the ExampleGen artifact with splits {F.TRAIN_SPLIT}, {F.EVAL_SPLIT}, {F.ITEMS_SPLIT}"
+        )
+    item_names = [name for name in spec if name in set(T.RAW_ITEM_COLUMNS)] + T.numeric_columns(
+        spec
+    )
+    item_columns = training.read_example_columns(items_files, spec, item_names)
+
+    trained = training.train(train_columns, item_columns, tft_output, custom_config)
+    top_k = int(trained.settings["top_k"])
+    serving.export(trained, tft_output, fn_args.serving_model_dir, top_k=top_k)
+
+    summary = {
+        "settings": trained.settings,
+        "losses": trained.history,
+        "n_examples": trained.n_examples,
+        "n_catalogue_items": int(trained.catalogue_ids.size),
+        "seconds": trained.seconds,
+        "repeat_bucket_weights": trained.model.repeat.weights_by_bucket.numpy().tolist(),
+        "repeat_count_weight": float(trained.model.repeat.weight_of_count.numpy()),
+    }
+    run_dir = getattr(fn_args, "model_run_dir", None)
+    if run_dir:
+        tf.io.gfile.makedirs(run_dir)
+        with tf.io.gfile.GFile(os.path.join(run_dir, SUMMARY_FILE), "w") as fh:
+            fh.write(json.dumps(summary, indent=2))
+    logger.info("two-tower trained: %s", summary)
+
+
+def _check_raw(columns: dict, files: list[str]) -> None:
+    ids = columns.get(F.ITEM_ID)
+    if ids is None or ids.size == 0 or not (ids != 0).any():
+        raise ValueError(
+            f"{list(files)}: no raw '{F.ITEM_ID}' values; the Trainer needs the raw ExampleGen "
+            "examples (not Transform's transformed_examples)"
+        )
