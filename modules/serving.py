@@ -13,8 +13,9 @@ Signatures (names in the constants below):
   ``user_last_timestamp`` (ms of the visitor's last event, 0 for none), all int64. Returns
   ``item_ids`` int64 [B, K] (raw catalogue ids, best first) and ``scores`` float32 [B, K].
 * ``serve_tf_examples`` (`EVAL_SIGNATURE`): ``examples`` string [B] of serialized tf.Examples with
-  those columns (the eval split's rows; other columns are ignored); returns ``classes`` int64 [B, 50]
-  and ``scores`` [B, 50], the shape TFMA's ``SetMatchRecall(top_k=50)`` reads with the raw item id as
+  those columns (the eval split's rows; other columns are ignored); returns ``classes`` int64 [B, EVAL_TOP_K]
+  and ``scores`` [B, EVAL_TOP_K] (50 + the history length, so that ``exclude_seen`` can drop seen
+  items and keep 50), the shape TFMA's ``SetMatchRecall(top_k=50)`` reads with the raw item id as
   the label.
 * ``user_vectors`` (`QUERY_SIGNATURE`): the raw user columns -> ``query`` [B, dim + 1],
   ``history_rows`` int64 [B, N] (catalogue row of each history item, -1 for none) and
@@ -35,12 +36,15 @@ import tensorflow as tf
 
 from modules import features as F
 from modules import transform as T
+from pipeline import configs
 
 SERVING_SIGNATURE = "serving_default"
 EVAL_SIGNATURE = "serve_tf_examples"
 QUERY_SIGNATURE = "user_vectors"
 CATALOGUE_SIGNATURE = "catalogue"
-EVAL_TOP_K = 50  # DESIGN 5: Recall@50
+# DESIGN 5 scores the top 50; the evaluator signature returns more so that ``exclude_seen`` can drop
+# the visitor's train items (at most the history length) and still leave 50.
+EVAL_TOP_K = configs.EVAL_CANDIDATES
 # The outputs of serving_default and of the evaluator signature.
 OUTPUT_ITEM_IDS = "item_ids"
 OUTPUT_SCORES = "scores"
@@ -113,7 +117,7 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(self, examples):
-        """Evaluator signature: serialized tf.Examples -> top-50 ``classes`` and ``scores``."""
+        """Evaluator signature: serialized tf.Examples -> top ``classes`` and ``scores``."""
         raw = tf.io.parse_example(examples, self._raw_spec)
         ids, scores = self._top(raw, self._eval_k)
         return {OUTPUT_CLASSES: ids, OUTPUT_SCORES: scores}

@@ -51,9 +51,13 @@ SERVING_TOP_K = 50
 MODEL_NEGATIVES = "in_batch"  # in_batch | history (see modules/model.py)
 MODEL_VALIDATION_SHARE = 0.1  # visitors held out of training to pick the epoch (early stopping)
 MODEL_PATIENCE = 2  # epochs without a better validation Recall@50 before training stops
+MODEL_CALIBRATE_REPEAT = True  # add the repeat boost that is best on the held-out visitors
 
 # ---------------------------------------------------------------- evaluation gate
 EVAL_BATCH_SIZE = 512
+# Candidates the evaluator signature returns per query: the 50 that are scored, plus room to drop
+# each visitor's seen items under exclude_seen (at most HISTORY_LENGTH of them are in its history).
+EVAL_CANDIDATES = 50 + HISTORY_LENGTH
 # Bless only at or above this Recall@50 (a floor that catches a broken model, not a target).
 MIN_RECALL_AT_50 = 0.01
 # A new model may trail the latest blessed one by at most this much Recall@50 (absolute).
