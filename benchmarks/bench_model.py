@@ -143,6 +143,8 @@ def run_export(export_dir: Path, base: dict, variants: list[dict], args) -> dict
             "examples": trained.n_examples,
             "validation_recalls": trained.validation_recalls,
             "best_epoch": trained.best_epoch,
+            "repeat_boost": trained.repeat_boost,
+            "boost_recalls": trained.boost_recalls,
             "losses": [round(x, 1) for x in trained.history],
             "repeat_weights": [
                 round(float(w), 3) for w in trained.model.repeat.weights_by_bucket.numpy()
@@ -152,7 +154,8 @@ def run_export(export_dir: Path, base: dict, variants: list[dict], args) -> dict
         print(
             f"  {name}: recall@50 {metrics['recall@50']:.4f}  train {trained.seconds:.0f}s "
             f"({trained.n_examples:,} examples)  repeat {result['timings_s'][name]['repeat_weights']}  "
-            f"validation {trained.validation_recalls} -> epoch {trained.best_epoch}",
+            f"validation {trained.validation_recalls} -> epoch {trained.best_epoch}; "
+            f"boost {trained.boost_recalls} -> {trained.repeat_boost}",
             flush=True,
         )
     result["timings_s"]["total"] = time.perf_counter() - started

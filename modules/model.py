@@ -42,7 +42,7 @@ NEGATIVES = ("in_batch", "history")
 _MASKED = -1e9  # logit of a candidate taken out of a row's softmax
 # The repeat weights are stored divided by this: a handful of scalars that must reach values of a few
 # units in a few hundred Adam steps (each moves a parameter by about the learning rate).
-_REPEAT_SCALE = 10.0
+REPEAT_SCALE = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,12 +275,12 @@ class RepeatTerm(tf.keras.layers.Layer):
     @property
     def weights_by_bucket(self) -> tf.Tensor:
         """[buckets] the learned weight of each recency bucket."""
-        return self.bucket_weights * _REPEAT_SCALE
+        return self.bucket_weights * REPEAT_SCALE
 
     @property
     def weight_of_count(self) -> tf.Tensor:
         """The learned weight of log(times in the history)."""
-        return self.count_weight * _REPEAT_SCALE
+        return self.count_weight * REPEAT_SCALE
 
     def position_weights(self) -> tf.Tensor:
         """[N] weight of an item whose most recent history position is n."""

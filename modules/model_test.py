@@ -110,7 +110,7 @@ def test_out_of_vocabulary_items_have_no_id_embedding():
 def test_repeat_term_by_hand():
     repeat = M.RepeatTerm(history_length=4, buckets=3, item_rows=SIZES.items)
     # Position buckets: 0 -> 0, 1-2 -> 1, 3 -> 2.
-    scale = M._REPEAT_SCALE  # stored weights are the learned ones divided by this
+    scale = M.REPEAT_SCALE  # stored weights are the learned ones divided by this
     repeat.bucket_weights.assign(np.array([1.0, -2.0, 4.0]) / scale)
     repeat.count_weight.assign(0.5 / scale)
     # Item 5 at positions 0 and 2, item 3 at 1, item 9 (out of vocabulary) at 3.

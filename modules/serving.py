@@ -176,7 +176,7 @@ def _as_spec(values: tf.Tensor, feature: Any) -> Any:
 
 
 def export(trained: Any, tft_output: Any, export_dir: str, top_k: int = 50) -> str:
-    """Writes the serving SavedModel with its four signatures.
+    """Writes the serving SavedModel with the signatures of the module docstring.
 
     Args:
       trained: a ``modules.training.Trained``.

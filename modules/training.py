@@ -50,7 +50,7 @@ def settings(custom_config: dict[str, Any] | None = None) -> dict[str, Any]:
     Keys: ``embedding_dim``, ``encoder`` (mean | position | attention | gru), ``use_visitor``,
     ``use_time``, ``hidden_dim``, ``dropout``, ``epochs``, ``batch_size``, ``learning_rate``,
     ``horizon_days``, ``examples_per_event``, ``negatives`` (history | in_batch),
-    ``validation_share``, ``patience``, ``seed``, ``top_k``; unknown keys are ignored (the
+    ``validation_share``, ``patience``, ``calibrate_repeat``, ``seed``, ``top_k``; unknown keys are ignored (the
     same custom_config may carry the transform's keys).
     """
     merged = {
@@ -68,6 +68,7 @@ def settings(custom_config: dict[str, Any] | None = None) -> dict[str, Any]:
         "negatives": configs.MODEL_NEGATIVES,
         "validation_share": configs.MODEL_VALIDATION_SHARE,
         "patience": configs.MODEL_PATIENCE,
+        "calibrate_repeat": configs.MODEL_CALIBRATE_REPEAT,
         "seed": configs.MODEL_SEED,
         "top_k": configs.SERVING_TOP_K,
     }
@@ -370,20 +371,78 @@ def pseudo_cutoff_examples(
     """Builds evaluation-shaped training examples from the train interactions.
 
     For every event and every draw (``examples_per_event``), a pseudo-cutoff c is drawn uniformly in
-    [t - horizon, t) before the event's time t; the visitor's state at c (history, counters, last
-    timestamp after its last event at or before c) becomes the user side, the event (its item and
-    the item's properties at event time) the target.
+    [t - horizon, t) before the event's time t (at least 1 ms before); the visitor's state at c
+    (`states_at`) becomes the user side, the event (its item and the item's properties at event
+    time) the target. Events whose visitor had no event at or before c are skipped.
 
     Args:
       train: raw columns of the train interactions.
-      horizon_days: the longest distance between a pseudo-cutoff and its target event (the eval
-        period's length is the natural choice).
+      horizon_days: the longest distance between a pseudo-cutoff and its target event.
       examples_per_event: draws per event.
       seed: numpy seed of the draws.
 
     Returns:
       Raw columns in the interaction layout (same keys as ``train``).
     """
+    stamps = train[F.TIMESTAMP]
+    n = len(stamps)
+    rng = np.random.default_rng(seed)
+    horizon_ms = horizon_days * _MS_PER_DAY
+    parts = []
+    for _ in range(examples_per_event):
+        cut = stamps - np.maximum(np.floor(rng.uniform(0.0, horizon_ms, n)), 1).astype(np.int64)
+        state, found = states_at(train, train[F.VISITOR_ID], cut)
+        rows = np.nonzero(found)[0]
+        example = {name: values[rows] for name, values in train.items()}
+        example.update({name: values[found] for name, values in state.items()})
+        parts.append(example)
+    return {name: np.concatenate([part[name] for part in parts]) for name in train}
+
+
+def states_at(
+    train: dict[str, np.ndarray], visitors: np.ndarray, cutoffs: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The user side of each (visitor, cutoff): its state after all its train events <= cutoff.
+
+    This is how the export freezes an eval query's state at the real cutoff: counters of every
+    event type and of distinct items, the last event's timestamp, and the history (the items of
+    the latest events, most recent first: the last event's item, then that event's history).
+
+    Args:
+      train: raw columns of the train interactions.
+      visitors: [q] visitor ids.
+      cutoffs: [q] times in ms.
+
+    Returns:
+      ({user column: [q] values}, [q] bool found: the visitor has a train event <= its cutoff);
+      rows not found hold zeros and "".
+    """
+    ordered = _ordered_states(train)
+    v, ts = ordered["visitor"], ordered["ts"]
+    distinct = np.unique(v)
+    visitors = np.asarray(visitors)
+    cutoffs = np.asarray(cutoffs, dtype=np.int64)
+    rank = np.searchsorted(distinct, visitors)
+    known = (rank < distinct.size) & (distinct[np.minimum(rank, distinct.size - 1)] == visitors)
+    t0 = min(int(ts.min()), int(cutoffs.min()) if cutoffs.size else 0)
+    span = max(int(ts.max()), int(cutoffs.max()) if cutoffs.size else 0) - t0 + 2
+    keys = np.searchsorted(distinct, v).astype(np.int64) * span + (ts - t0)
+    query = rank.astype(np.int64) * span + (cutoffs - t0)
+    state = np.searchsorted(keys, query, side="right") - 1
+    found = known & (state >= 0)
+    found[found] &= v[state[found]] == visitors[found]
+    picked = np.where(found, state, 0)
+    out = {}
+    for name, values in ordered["state"].items():
+        column = values[picked]
+        out[name] = np.where(found, column, "" if values.dtype == object else 0)
+        if values.dtype == object:
+            out[name] = out[name].astype(object)
+    return out, found
+
+
+def _ordered_states(train: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Train rows sorted by (visitor, time, file order) with the state after each row."""
     visitors = train[F.VISITOR_ID]
     stamps = train[F.TIMESTAMP]
     n = len(visitors)
@@ -392,49 +451,23 @@ def pseudo_cutoff_examples(
     items = train[F.ITEM_ID][order]
     events = train[F.EVENT][order]
     history = train[F.HISTORY][order]
-
-    # State after each sorted row (inclusive): counters, distinct items, history.
     new_visitor = np.ones(n, dtype=bool)
     new_visitor[1:] = v[1:] != v[:-1]
     group_start = np.maximum.accumulate(np.where(new_visitor, np.arange(n), 0))
-    counters = {}
+    state = {}
     for name, event_type in zip(
         (F.USER_VIEWS, F.USER_ADDTOCARTS, F.USER_TRANSACTIONS), F.EVENT_TYPES, strict=True
     ):
-        counters[name] = _cumsum_in_groups((events == event_type).astype(np.int64), group_start)
-    pair = np.stack([v, items], axis=1)
-    _, first_index = np.unique(pair, axis=0, return_index=True)
+        state[name] = _cumsum_in_groups((events == event_type).astype(np.int64), group_start)
+    _, first_index = np.unique(np.stack([v, items], axis=1), axis=0, return_index=True)
     first_seen = np.zeros(n, dtype=np.int64)
     first_seen[first_index] = 1
-    counters[F.USER_DISTINCT_ITEMS] = _cumsum_in_groups(first_seen, group_start)
-
-    rng = np.random.default_rng(seed)
-    horizon_ms = horizon_days * _MS_PER_DAY
-    t0 = ts.min()
-    span = int(ts.max() - t0) + 2
-    keys = np.searchsorted(np.unique(v), v).astype(np.int64) * span + (ts - t0)
-    targets, states = [], []
-    for _ in range(examples_per_event):
-        cut = ts - np.maximum(np.floor(rng.uniform(0.0, horizon_ms, n)), 1).astype(np.int64)
-        query = keys - (ts - t0) + (cut - t0)
-        state = np.searchsorted(keys, query, side="right") - 1
-        ok = (state >= group_start) & (cut >= t0)
-        targets.append(np.nonzero(ok)[0])
-        states.append(state[ok])
-    target = np.concatenate(targets)
-    state = np.concatenate(states)
-
-    out = {}
-    for name, values in train.items():
-        out[name] = values[order][target]
-    for name, values in counters.items():
-        out[name] = values[state]
-    out[F.USER_LAST_TIMESTAMP] = ts[state]
-    out[F.HISTORY] = np.array(
-        [f"{i} {h}" if h else str(i) for i, h in zip(items[state], history[state], strict=True)],
-        dtype=object,
+    state[F.USER_DISTINCT_ITEMS] = _cumsum_in_groups(first_seen, group_start)
+    state[F.USER_LAST_TIMESTAMP] = ts
+    state[F.HISTORY] = np.array(
+        [f"{i} {h}" if h else str(i) for i, h in zip(items, history, strict=True)], dtype=object
     )
-    return out
+    return {"visitor": v, "ts": ts, "state": state}
 
 
 def _cumsum_in_groups(values: np.ndarray, group_start: np.ndarray) -> np.ndarray:
@@ -462,6 +495,8 @@ class Trained:
       n_examples: training examples built (validation visitors' included).
       validation_recalls: Recall@50 of the held-out visitors' examples after every epoch.
       best_epoch: the epoch whose weights were kept (1-based).
+      repeat_boost: the boost added to the repeat weights after training (`calibrate_repeat`).
+      boost_recalls: validation Recall@50 of every boost tried.
     """
 
     model: M.TwoTowerModel
@@ -474,6 +509,8 @@ class Trained:
     n_examples: int
     validation_recalls: list[float] = dataclasses.field(default_factory=list)
     best_epoch: int = 0
+    repeat_boost: float = 0.0
+    boost_recalls: dict[float, float] = dataclasses.field(default_factory=dict)
 
 
 def sizes_from(tft_output: Any) -> M.FeatureSizes:
@@ -529,10 +566,6 @@ def train(
     cfg = settings(custom_config)
     seed = int(cfg["seed"])
     tf.keras.utils.set_random_seed(seed)
-    spec = tft_output.raw_feature_spec()
-    layer = tft_output.transform_features_layer()
-    sizes = sizes_from(tft_output)
-
     raw = pseudo_cutoff_examples(
         train_columns, float(cfg["horizon_days"]), int(cfg["examples_per_event"]), seed
     )
@@ -542,6 +575,9 @@ def train(
             "no training example: no visitor has an event within "
             f"{cfg['horizon_days']} days after an earlier event"
         )
+    spec = tft_output.raw_feature_spec()
+    layer = tft_output.transform_features_layer()
+    sizes = sizes_from(tft_output)
     needed = set(T.ITEM_OUTPUTS) | set(T.USER_OUTPUTS)
     examples = {k: v for k, v in transform_columns(layer, raw, spec).items() if k in needed}
     examples[T.HISTORY_INDEX] = examples[T.HISTORY_INDEX].astype(np.int32)
@@ -566,6 +602,7 @@ def train(
     stopper = EarlyStopping(model, items, validation, int(cfg["patience"]))
     fit = model.fit(dataset, epochs=int(cfg["epochs"]), verbose=0, callbacks=[stopper])
     stopper.restore_best()
+    boost = stopper.calibrate_repeat() if cfg["calibrate_repeat"] else 0.0
     losses = [float(x) for x in fit.history.get("loss", [])]
     if log_every_epoch:
         logger.info(
@@ -591,11 +628,14 @@ def train(
         n_examples=n_examples,
         validation_recalls=stopper.recalls,
         best_epoch=stopper.best_epoch + 1,
+        repeat_boost=boost,
+        boost_recalls=stopper.boost_recalls,
     )
 
 
 _VALIDATION_K = 50
 _VALIDATION_MAX_QUERIES = 5000
+_REPEAT_BOOSTS = (0.0, -4.0, -1.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
 
 def _validation_visitors(visitors: np.ndarray, share: float, seed: int) -> np.ndarray:
@@ -632,6 +672,7 @@ class EarlyStopping(tf.keras.callbacks.Callback):
         self.recalls: list[float] = []
         self.best_epoch = -1
         self._best_weights = None
+        self.boost_recalls: dict[float, float] = {}
 
     def on_epoch_end(self, epoch, logs=None):
         if self._targets.size == 0:
@@ -643,6 +684,28 @@ class EarlyStopping(tf.keras.callbacks.Callback):
             self._best_weights = self._two_tower.get_weights()
         elif epoch - self.best_epoch >= self._patience:
             self._two_tower.stop_training = True
+
+    def calibrate_repeat(self, boosts=_REPEAT_BOOSTS) -> float:
+        """Adds to every repeat bucket weight the boost with the best validation Recall@50.
+
+        The towers learn the item co-occurrences of the train events by heart within a few epochs,
+        so on train examples a seen item competes with new items the model is overconfident
+        about, and the learned repeat weights come out too small for unseen events. One shared
+        boost, chosen on the held-out visitors, corrects that where the data says so (and is 0
+        where it does not). Returns the boost.
+        """
+        if self._targets.size == 0:
+            return 0.0
+        repeat = self._two_tower.repeat
+        base = repeat.bucket_weights.numpy()
+        results = []
+        for boost in boosts:
+            repeat.bucket_weights.assign(base + boost / M.REPEAT_SCALE)
+            results.append(self.recall())
+        best = boosts[int(np.argmax(results))]  # the first (smallest) of equal results
+        repeat.bucket_weights.assign(base + best / M.REPEAT_SCALE)
+        self.boost_recalls = dict(zip(boosts, [round(r, 4) for r in results], strict=True))
+        return float(best)
 
     def recall(self) -> float:
         """Recall@50 of the validation queries with the current weights."""

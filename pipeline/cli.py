@@ -216,6 +216,12 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
     states = sorted({r.state for r in nodes.values()})
     counts = ", ".join(f"{sum(r.state == s for r in nodes.values())} {s}" for s in states)
     print(f"[pipeline] {len(nodes)} components: {counts}")
+    if ann := run.metrics.get("ann"):
+        print(
+            f"[ann] ScaNN {ann['config_name']}: Recall@50 vs exact {ann['recall_vs_exact@50']:.3f}, "
+            f"{ann['scann_queries_per_s']:,.0f} queries/s vs exact {ann['exact_queries_per_s']:,.0f} "
+            f"({ann['speedup']:.1f}x batched, {ann['single_query_speedup']:.1f}x one at a time)"
+        )
     for line in run.gate_reasons:
         print(f"[gate] {line}")
     print()
@@ -223,6 +229,8 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
     print(f"\nmetrics: {where['metrics']}\nreport:  {where['report']}")
     if run.metrics["blessed"]:
         print(f"[push] blessed and pushed to {run.metrics['pushed_to']}")
+        if run.metrics.get("pushed_scann_to"):
+            print(f"[push] ScaNN variant pushed to {run.metrics['pushed_scann_to']}")
         return 0
     print("[push] NOT blessed: nothing was pushed; the previously pushed model is unchanged")
     return EXIT_NOT_BLESSED

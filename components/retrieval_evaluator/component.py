@@ -16,6 +16,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.baselines.component import BaselineMetrics
 from components.retrieval_evaluator import executor
+from components.scann_index.component import AnnMetrics
 from pipeline import configs
 
 
@@ -34,6 +35,7 @@ class RetrievalEvaluatorSpec(types.ComponentSpec):
         "model": ChannelParameter(type=standard_artifacts.Model),
         "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
         "baseline_metrics": ChannelParameter(type=BaselineMetrics, optional=True),
+        "index_metrics": ChannelParameter(type=AnnMetrics, optional=True),
     }
     OUTPUTS = {
         "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
@@ -53,6 +55,7 @@ class RetrievalEvaluator(base_component.BaseComponent):
         model: types.BaseChannel,
         baseline_model: types.BaseChannel | None = None,
         baseline_metrics: types.BaseChannel | None = None,
+        index_metrics: types.BaseChannel | None = None,
         min_recall: float = configs.MIN_RECALL_AT_50,
         regression_tolerance: float = configs.REGRESSION_TOLERANCE,
         exclude_seen: bool = False,
@@ -66,6 +69,7 @@ class RetrievalEvaluator(base_component.BaseComponent):
           model: the Trainer's model (its SavedModel has ``configs.EVAL_SIGNATURE``).
           baseline_model: the latest blessed model (from a LatestBlessedModelStrategy resolver).
           baseline_metrics: the Baselines component's output; the model must not trail the best.
+          index_metrics: the ScannIndex output; below its recall target nothing is pushed.
           min_recall: absolute floor of Recall@50.
           regression_tolerance: allowed drop of Recall@50 against the latest blessed model.
           exclude_seen: drop items the visitor had in train before cutting lists to 50.
@@ -77,6 +81,7 @@ class RetrievalEvaluator(base_component.BaseComponent):
             model=model,
             baseline_model=baseline_model,
             baseline_metrics=baseline_metrics,
+            index_metrics=index_metrics,
             min_recall=float(min_recall),
             regression_tolerance=float(regression_tolerance),
             exclude_seen=int(exclude_seen),

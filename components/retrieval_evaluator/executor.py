@@ -15,6 +15,7 @@ from tfx.utils import io_utils, path_utils
 
 from components.baselines import executor as baselines_executor
 from components.retrieval_evaluator import evaluate, gate
+from components.scann_index import executor as scann_executor
 
 EVALUATION_FILE = "metrics.json"
 
@@ -57,12 +58,24 @@ class Executor(base_executor.BaseExecutor):
             result = baselines_executor.read_metrics(baseline.uri)
             best = (result["best_baseline"], float(result["best_recall@50"]))
 
+        extra = []
+        if input_dict.get("index_metrics"):
+            index = artifact_utils.get_single_instance(input_dict["index_metrics"])
+            ann = scann_executor.read_metrics(index.uri)
+            extra.append(
+                (
+                    bool(ann["meets_target"]),
+                    f"ScaNN Recall@{ann['k']} vs exact {ann['recall_vs_exact@50']:.4f} >= target "
+                    f"{ann['target_recall']:.2f} ({ann['config_name']})",
+                )
+            )
         decision = gate.decide(
             metrics,
             min_recall=float(exec_properties["min_recall"]),
             previous=previous,
             regression_tolerance=float(exec_properties["regression_tolerance"]),
             best_baseline=best,
+            extra_checks=extra,
         )
         for line in decision.reasons:
             logging.info("Gate: %s", line)

@@ -1,0 +1,337 @@
+"""The ScaNN serving SavedModel, built from the brute-force one (DESIGN section 7).
+
+The brute-force model (``modules.serving``) scores the whole catalogue; this one answers the same
+requests from a ScaNN index over the same item vectors. It wraps the loaded brute-force model and
+uses two of its signatures, so the Transform graph and the towers are not rebuilt:
+
+* ``user_vectors``: raw user columns -> ``query`` [B, d + 1], ``history_rows`` [B, N] (catalogue
+  row of each history item, -1 for none) and ``repeat_bonus`` [B, N];
+* ``catalogue``: ``item_ids`` [M] and ``item_vectors`` [M, d + 1], the index's vectors.
+
+score(user, item) = query . item_vector + the summed repeat bonus of the item's history positions,
+as the brute-force model computes it. A request is answered by
+
+1. retrieving the K + N best rows by dot product from the index;
+2. adding the history rows: each distinct one is scored exactly, bonus included; an ANN candidate
+   that is also a history item is dropped (its history entry carries it);
+3. re-scoring the ANN candidates exactly (query . vector), so the scores are the brute-force
+   model's scores and not the index's quantised ones;
+4. cutting to K, best first, equal scores to the lower catalogue row (the brute-force tie rule).
+
+With an exact index configuration (``index.exact_config()``) the lists equal the brute-force
+model's. Signatures: ``serving_default`` and ``serve_tf_examples`` with exactly the brute-force
+model's inputs and outputs, plus ``user_vectors`` and ``catalogue`` passed through. The model needs
+the ScaNN ops at load time (``import scann``, or the ScaNN-enabled TF Serving image) and is saved
+with ``SaveOptions(namespace_whitelist=["Scann"])``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from components.scann_index import index
+from modules import serving
+
+SAVE_OPTIONS_NAMESPACES = ["Scann"]
+
+
+def _scann_ops():
+    from scann.scann_ops.py import scann_ops
+
+    return scann_ops
+
+
+def load_brute_force(brute_force_dir: str) -> Any:
+    """Loads the brute-force SavedModel and checks it has the signatures this module needs.
+
+    Raises:
+      ValueError: a signature is missing (names the directory and what it has).
+    """
+    model = tf.saved_model.load(brute_force_dir)
+    needed = (
+        serving.SERVING_SIGNATURE,
+        serving.EVAL_SIGNATURE,
+        serving.QUERY_SIGNATURE,
+        serving.CATALOGUE_SIGNATURE,
+    )
+    missing = [name for name in needed if name not in model.signatures]
+    if missing:
+        raise ValueError(
+            f"{brute_force_dir}: the brute-force model has no signature {missing}; "
+            f"got {sorted(model.signatures)}"
+        )
+    return model
+
+
+def served_config(config: dict[str, Any], n_candidates: int) -> dict[str, Any]:
+    """The configuration as served: reordering covers the K + N candidates a request asks for."""
+    out = dict(config)
+    if int(out["reorder"]) > 0:
+        out["reorder"] = max(int(out["reorder"]), int(n_candidates))
+    return out
+
+
+class ScannServingModule(tf.Module):
+    """The brute-force model's query side + a ScaNN index + exact re-scoring of the candidates."""
+
+    def __init__(self, brute_force: Any, config: dict[str, Any], k: int | None = None):
+        """Builds the index over the brute-force model's catalogue.
+
+        Args:
+          brute_force: the loaded brute-force SavedModel (`load_brute_force`).
+          config: an index configuration (``components.scann_index.index``).
+          k: list length of ``serving_default``; default (and at most) the brute-force model's.
+        """
+        super().__init__(name="retailrec_two_tower_scann")
+        self.brute_force = brute_force
+        serve = brute_force.signatures[serving.SERVING_SIGNATURE]
+        evaluate = brute_force.signatures[serving.EVAL_SIGNATURE]
+        query = brute_force.signatures[serving.QUERY_SIGNATURE]
+        self._request_spec = dict(serve.structured_input_signature[1])
+        self._examples_spec = dict(evaluate.structured_input_signature[1])
+        self._query_spec = dict(query.structured_input_signature[1])
+        catalogue = brute_force.signatures[serving.CATALOGUE_SIGNATURE]()
+        vectors = catalogue["item_vectors"].numpy().astype(np.float32)
+        self.n_items = int(vectors.shape[0])
+        self.history_length = int(query.structured_outputs["history_rows"].shape[1])
+        bf_k = int(serve.structured_outputs[serving.OUTPUT_ITEM_IDS].shape[1])
+        self.k = bf_k if k is None else min(int(k), self.n_items)
+        self.eval_k = int(evaluate.structured_outputs[serving.OUTPUT_CLASSES].shape[1])
+        self.n_candidates = min(max(self.k, self.eval_k) + self.history_length, self.n_items)
+        self.config = served_config(config, self.n_candidates)
+        scann_ops = _scann_ops()
+        text = index.scann_config(vectors, self.config, self.n_candidates, scann_ops)
+        searcher = scann_ops.create_searcher(
+            vectors, text, shared_name=f"retailrec_scann/{uuid.uuid4()}"
+        )
+        self.searcher = searcher.serialize_to_module()
+
+        self.serve = tf.function(self._serve, input_signature=[self._request_spec])
+        self.serve_examples = tf.function(
+            self._serve_examples, input_signature=[self._examples_spec]
+        )
+        self.user_vectors = tf.function(self._user_vectors, input_signature=[self._query_spec])
+        self.catalogue = tf.function(self._catalogue, input_signature=[])
+
+    # ---- signatures
+    def _serve(self, request):
+        rows, scores = self._search_request(request, self.k)
+        return self._outputs(rows, scores, serving.OUTPUT_ITEM_IDS)
+
+    def _serve_examples(self, request):
+        raw = parse_user_columns(request["examples"], self._query_spec)
+        rows, scores = self._search_request(raw, self.eval_k)
+        return self._outputs(rows, scores, serving.OUTPUT_CLASSES)
+
+    def _user_vectors(self, request):
+        return self.brute_force.signatures[serving.QUERY_SIGNATURE](**request)
+
+    def _catalogue(self):
+        return self.brute_force.signatures[serving.CATALOGUE_SIGNATURE]()
+
+    # ---- the search
+    def _search_request(self, request, k: int):
+        out = self.brute_force.signatures[serving.QUERY_SIGNATURE](**request)
+        return self._search(out["query"], out["history_rows"], out["repeat_bonus"], k)
+
+    def _search(self, query, history_rows, repeat_bonus, k: int):
+        scann_ops = _scann_ops()
+        searcher = scann_ops.searcher_from_module(self.searcher)
+        found = searcher.search_batched_parallel(query, final_num_neighbors=self.n_candidates)
+        return merge_candidates(
+            query,
+            self._catalogue()["item_vectors"],
+            tf.cast(found.indices, tf.int64),
+            tf.logical_not(tf.math.is_nan(found.distances)),
+            history_rows,
+            repeat_bonus,
+            k,
+        )
+
+    def _outputs(self, rows, scores, ids_name: str):
+        ids = tf.gather(self._catalogue()["item_ids"], tf.maximum(rows, 0))
+        ids = tf.where(rows >= 0, ids, tf.constant(-1, tf.int64))
+        return {ids_name: ids, serving.OUTPUT_SCORES: scores}
+
+
+def parse_user_columns(examples: tf.Tensor, query_spec: dict[str, tf.TensorSpec]) -> dict:
+    """Serialized tf.Examples [B] -> the dense [B] raw user columns ``user_vectors`` takes.
+
+    Args:
+      examples: string [B] serialized tf.Examples (e.g. eval rows; other features are ignored).
+      query_spec: the ``user_vectors`` signature's input specs (name -> TensorSpec [None]).
+
+    Returns:
+      ``{name: [B] tensor}``; a column absent from an example reads as 0 or "" (what a REST
+      request sends for "none").
+    """
+    parsed = tf.io.parse_example(
+        examples, {name: tf.io.VarLenFeature(spec.dtype) for name, spec in query_spec.items()}
+    )
+    return {name: _first_or_default(value) for name, value in parsed.items()}
+
+
+def query_vectors(
+    brute_force: Any, files: list[str], max_queries: int, seed: int, batch_size: int = 2048
+) -> tuple[np.ndarray, list[bytes]]:
+    """User query vectors of eval examples, and the first serialized examples.
+
+    Args:
+      brute_force: the loaded brute-force model.
+      files: gzipped TFRecord files of serialized tf.Examples with the raw user columns.
+      max_queries: how many query vectors to return (a seeded sample when there are more).
+      seed: the sample's seed.
+      batch_size: examples per ``user_vectors`` call.
+
+    Returns:
+      (float32 [n, d + 1] query vectors, the first ``max_queries`` serialized examples).
+
+    Raises:
+      ValueError: the files hold no example.
+    """
+    signature = brute_force.signatures[serving.QUERY_SIGNATURE]
+    spec = dict(signature.structured_input_signature[1])
+    parts, first = [], []
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
+    for records in dataset:
+        if len(first) < max_queries:
+            first.extend(records.numpy()[: max_queries - len(first)].tolist())
+        parts.append(signature(**parse_user_columns(records, spec))["query"].numpy())
+    if not parts:
+        raise ValueError(f"{files}: no eval example to take queries from")
+    queries = np.concatenate(parts)
+    if len(queries) > max_queries:
+        pick = np.sort(np.random.default_rng(seed).choice(len(queries), max_queries, replace=False))
+        queries = queries[pick]
+    return queries.astype(np.float32), first
+
+
+def _first_or_default(value: tf.SparseTensor) -> tf.Tensor:
+    """A parsed scalar column [B] from its sparse form; absent -> 0 or ""."""
+    default = "" if value.dtype == tf.string else tf.zeros([], value.dtype)
+    dense = tf.sparse.to_dense(value, default_value=default)
+    padding = tf.fill([tf.shape(dense)[0], 1], default)
+    return tf.concat([dense, padding], axis=1)[:, 0]
+
+
+def merge_candidates(query, vectors, ann_rows, ann_valid, history_rows, repeat_bonus, k: int):
+    """Exact scores of the ANN candidates and the history items; the top k, ties to the lower row.
+
+    Args:
+      query: float [B, D] query vectors.
+      vectors: float [M, D] catalogue vectors.
+      ann_rows: int64 [B, C] rows the index returned.
+      ann_valid: bool [B, C] which of them are real (ScaNN pads short results).
+      history_rows: int64 [B, N] catalogue rows of the history items, -1 for none.
+      repeat_bonus: float [B, N] bonus of each history position (summed over equal rows).
+      k: list length.
+
+    Returns:
+      (rows int64 [B, k], scores float32 [B, k]); -1 and -inf where fewer than k candidates.
+    """
+    n = tf.shape(history_rows)[1]
+    in_history = history_rows >= 0
+    same = (
+        tf.equal(history_rows[:, :, None], history_rows[:, None, :])
+        & in_history[:, :, None]
+        & in_history[:, None, :]
+    )
+    bonus = tf.reduce_sum(tf.where(same, repeat_bonus[:, None, :], 0.0), axis=2)
+    earlier = tf.cast(tf.linalg.band_part(tf.ones([n, n]), -1, 0) - tf.eye(n), tf.bool)
+    first = in_history & tf.logical_not(tf.reduce_any(same & earlier[None], axis=2))
+    seen = tf.reduce_any(
+        tf.equal(ann_rows[:, :, None], history_rows[:, None, :]) & in_history[:, None, :], axis=2
+    )
+    rows = tf.concat([ann_rows, history_rows], axis=1)
+    valid = tf.concat([ann_valid & tf.logical_not(seen), first], axis=1)
+    extra = tf.concat([tf.zeros_like(ann_rows, tf.float32), bonus], axis=1)
+    safe = tf.where(valid, rows, tf.zeros_like(rows))
+    scores = tf.einsum("bd,bcd->bc", query, tf.gather(vectors, safe)) + extra
+    scores = tf.where(valid, scores, tf.fill(tf.shape(scores), -np.inf))
+    # tf.math.top_k puts equal values in index order: order the candidates by row first.
+    last = tf.fill(tf.shape(rows), tf.constant(np.iinfo(np.int64).max, tf.int64))
+    order = tf.argsort(tf.where(valid, rows, last), axis=1, stable=True)
+    rows = tf.gather(tf.where(valid, rows, -tf.ones_like(rows)), order, batch_dims=1)
+    scores = tf.gather(scores, order, batch_dims=1)
+    width = scores.shape[1]
+    best = tf.math.top_k(scores, k=k if width is None else min(k, width))
+    return tf.gather(rows, best.indices, batch_dims=1), best.values
+
+
+def export_scann_model(
+    brute_force_dir: str, out_dir: str, config: dict[str, Any], k: int | None = None
+) -> str:
+    """Writes the ScaNN serving SavedModel (``out_dir`` is the SavedModel folder).
+
+    Args:
+      brute_force_dir: the brute-force SavedModel (``modules.serving.export``'s output).
+      out_dir: where to save (e.g. a Model artifact's ``serving_model_dir``).
+      config: the index configuration (``index.tune``'s choice, or ``index.exact_config()``).
+      k: list length of ``serving_default``; default the brute-force model's.
+
+    Returns:
+      ``out_dir``.
+    """
+    module = ScannServingModule(load_brute_force(brute_force_dir), config, k)
+    signatures = {
+        serving.SERVING_SIGNATURE: module.serve.get_concrete_function(),
+        serving.EVAL_SIGNATURE: module.serve_examples.get_concrete_function(),
+        serving.QUERY_SIGNATURE: module.user_vectors.get_concrete_function(),
+        serving.CATALOGUE_SIGNATURE: module.catalogue.get_concrete_function(),
+    }
+    tf.saved_model.save(
+        module,
+        out_dir,
+        signatures=signatures,
+        options=tf.saved_model.SaveOptions(namespace_whitelist=SAVE_OPTIONS_NAMESPACES),
+    )
+    return out_dir
+
+
+def load(model_dir: str) -> Any:
+    """Loads a ScaNN serving SavedModel (registers the ScaNN ops first)."""
+    _scann_ops()
+    return tf.saved_model.load(model_dir)
+
+
+def exact_speed_tf(
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    repeats: int = 3,
+    single_queries: int = 200,
+    batch_size: int = 512,
+) -> tuple[float, float]:
+    """(batched, one-at-a-time) queries/s of exact TensorFlow search: matmul + ``top_k``.
+
+    This is what the brute-force serving model does per request, minus the user tower.
+    """
+    table = tf.constant(vectors, tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, vectors.shape[1]], tf.float32)])
+    def top(q):
+        return tf.math.top_k(tf.matmul(q, table, transpose_b=True), k=min(k, len(vectors))).indices
+
+    batches = [
+        tf.constant(queries[s : s + batch_size], tf.float32)
+        for s in range(0, len(queries), batch_size)
+    ]
+    one = [tf.constant(q[None, :], tf.float32) for q in queries[: max(1, single_queries)]]
+    top(batches[0])
+    batched, single = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for batch in batches:
+            top(batch).numpy()
+        batched.append(len(queries) / (time.perf_counter() - start))
+        start = time.perf_counter()
+        for q in one:
+            top(q).numpy()
+        single.append(len(one) / (time.perf_counter() - start))
+    return statistics.median(batched), statistics.median(single)
