@@ -19,6 +19,7 @@ import sys  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from modules import features as F  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline.errors import RetailrecError  # noqa: E402
 
@@ -98,6 +99,17 @@ def _parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="replace a different export in OUTPUT/export"
     )
     _add_export_args(run)
+    rec = sub.add_parser("recommend", help="top-K items for a visitor from a pushed model")
+    rec.add_argument(
+        "--model", required=True, help="OUTPUT/serving/retailrec (or a version folder)"
+    )
+    rec.add_argument("--visitor", type=int, default=0)
+    rec.add_argument(
+        "--history", help="ITEM,ITEM,... most recent first: a visitor the model never saw"
+    )
+    rec.add_argument("--k", type=int, default=10)
+    rec.add_argument("--export", help="the export folder (default: OUTPUT/export beside the model)")
+
     stats = sub.add_parser("stats", help="HTML page of a run's TFDV statistics and anomalies")
     stats.add_argument("--output", required=True, help="the output folder of `retailrec run`")
     stats.add_argument("--html", required=True, help="the page to write")
@@ -236,6 +248,39 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
     return EXIT_NOT_BLESSED
 
 
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    import time
+
+    from pipeline import recommend
+
+    model = Path(args.model).resolve()
+    export_dir = args.export or str(
+        next((p / "export" for p in model.parents if (p / "export").is_dir()), model / "export")
+    )
+    now = int(time.time() * 1000)
+    if args.history is not None:
+        try:
+            items = [int(x) for x in args.history.split(",") if x.strip()]
+        except ValueError as err:
+            raise RetailrecError(f"--history: {args.history!r} is not a list of item ids") from err
+        state = recommend.history_state(args.visitor, items, now)
+    else:
+        state = recommend.visitor_state(export_dir, args.visitor)
+    ranked = recommend.recommend(str(model), state, args.k, now)
+    info = recommend.describe(export_dir, [i for i, _ in ranked])
+    print(f"visitor {args.visitor}, history: {state[F.HISTORY] or '(none)'}")
+    for rank, (item, score) in enumerate(ranked, start=1):
+        row = info.get(item, {})
+        extras = ", ".join(
+            f"{k}={row[k]:g}" for k in sorted(row) if k.startswith("num_") and row[k] == row[k]
+        )[:60]
+        print(
+            f"{rank:3d}. item {item:<8d} score {score:8.4f}  category {row.get('categoryid', '?')} "
+            f"available {row.get('available', '?')}  {extras}"
+        )
+    return 0
+
+
 def _cmd_stats(args: argparse.Namespace) -> int:
     from pipeline import stats_report
 
@@ -283,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": _cmd_run,
         "compile": _cmd_compile,
         "stats": _cmd_stats,
+        "recommend": _cmd_recommend,
     }
     try:
         return commands[args.command](args)

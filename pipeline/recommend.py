@@ -1,0 +1,130 @@
+"""``retailrec recommend``: top-K items for a visitor from a pushed model, and TF Serving requests.
+
+The visitor's state is the one the pipeline evaluates with: its train history frozen at the cutoff
+(read from the export beside the serving folder). ``--history`` describes a visitor the model has
+never seen. ``predict_request`` builds the gRPC ``PredictRequest`` TF Serving expects.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import duckdb
+
+from modules import features as F
+from pipeline import configs
+from pipeline.errors import RetailrecError
+
+SIGNATURE = "serving_default"
+
+
+def latest_version(model_dir: str) -> Path:
+    """The highest numeric version under a TF Serving model folder (or the folder itself)."""
+    base = Path(model_dir)
+    if (base / "saved_model.pb").is_file():
+        return base
+    versions = sorted((p for p in base.glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
+    if not versions:
+        raise RetailrecError(
+            f"{model_dir}: no SavedModel version (expected <model>/<version>/saved_model.pb)"
+        )
+    return versions[-1]
+
+
+def visitor_state(
+    export_dir: str, visitor: int, history_length: int = configs.HISTORY_LENGTH
+) -> dict:
+    """The visitor's raw user features at the cutoff, from the export's train interactions.
+
+    Raises:
+      RetailrecError: the visitor has no train event.
+    """
+    path = os.path.join(export_dir, F.TRAIN_SPLIT, F.INTERACTIONS_FILE)
+    con = duckdb.connect()
+    try:
+        row = con.execute(
+            f"SELECT count(*) FILTER (WHERE {F.EVENT} = 'view'), "
+            f"count(*) FILTER (WHERE {F.EVENT} = 'addtocart'), "
+            f"count(*) FILTER (WHERE {F.EVENT} = 'transaction'), count(DISTINCT {F.ITEM_ID}), "
+            f"max({F.TIMESTAMP}), list({F.ITEM_ID} ORDER BY {F.TIMESTAMP} DESC)[1:{history_length}] "
+            f"FROM read_csv(?, header = true) WHERE {F.VISITOR_ID} = ?",
+            [path, visitor],
+        ).fetchone()
+    finally:
+        con.close()
+    if not row or row[0] + row[1] + row[2] == 0:
+        raise RetailrecError(
+            f"visitor {visitor} has no train event in {path}; use --history ITEM,ITEM,... "
+            "to recommend for a visitor the model has never seen"
+        )
+    views, carts, buys, distinct, last_ts, items = row
+    return {
+        F.VISITOR_ID: visitor,
+        F.HISTORY: " ".join(map(str, items)),
+        F.USER_VIEWS: views,
+        F.USER_ADDTOCARTS: carts,
+        F.USER_TRANSACTIONS: buys,
+        F.USER_DISTINCT_ITEMS: distinct,
+        F.USER_LAST_TIMESTAMP: last_ts,
+    }
+
+
+def history_state(visitor: int, items: list[int], now_ms: int) -> dict:
+    """Raw user features of a visitor known only by recent items (most recent first)."""
+    return {
+        F.VISITOR_ID: visitor,
+        F.HISTORY: " ".join(map(str, items)),
+        F.USER_VIEWS: len(items),
+        F.USER_ADDTOCARTS: 0,
+        F.USER_TRANSACTIONS: 0,
+        F.USER_DISTINCT_ITEMS: len(set(items)),
+        F.USER_LAST_TIMESTAMP: now_ms if items else 0,
+    }
+
+
+def recommend(
+    model_dir: str, state: dict, k: int, now_ms: int | None = None
+) -> list[tuple[int, float]]:
+    """Calls the pushed model's ``serving_default`` like TF Serving would; returns (item, score)."""
+    import tensorflow as tf
+
+    model = tf.saved_model.load(str(latest_version(model_dir)))
+    fn = model.signatures[SIGNATURE]
+    request = {**state, F.TIMESTAMP: now_ms or int(time.time() * 1000)}
+    inputs = {
+        name: tf.constant([request[name]], dtype=spec.dtype)
+        for name, spec in fn.structured_input_signature[1].items()
+    }
+    out = fn(**inputs)
+    ids, scores = out["item_ids"].numpy()[0], out["scores"].numpy()[0]
+    return [(int(i), float(s)) for i, s in zip(ids[:k], scores[:k], strict=True)]
+
+
+def describe(export_dir: str, items: list[int]) -> dict[int, dict]:
+    """Category, availability and the first numeric properties of items, from the catalogue."""
+    path = os.path.join(export_dir, F.ITEMS_SPLIT, F.ITEMS_FILE)
+    con = duckdb.connect()
+    try:
+        frame = con.execute(
+            f"SELECT * FROM read_csv(?, header = true) WHERE {F.ITEM_ID} IN (SELECT unnest(?))",
+            [path, items],
+        ).fetchdf()
+    finally:
+        con.close()
+    return {int(r[F.ITEM_ID]): r.to_dict() for _, r in frame.iterrows()}
+
+
+def predict_request(state: dict, now_ms: int, model_name: str = "retailrec"):
+    """The gRPC ``PredictRequest`` for TF Serving's ``serving_default`` (tensorflow-serving-api)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = SIGNATURE
+    for name, value in {**state, F.TIMESTAMP: now_ms}.items():
+        dtype = tf.string if name == F.HISTORY else tf.int64
+        request.inputs[name].CopyFrom(tf.make_tensor_proto([value], dtype=dtype))
+    return request
