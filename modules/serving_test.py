@@ -19,6 +19,7 @@ from components.export import export as E  # noqa: E402
 from data.generator import generate  # noqa: E402
 from modules import features as F  # noqa: E402
 from modules import serving, training  # noqa: E402
+from pipeline import configs  # noqa: E402
 
 TOP_K = 10
 SETTINGS = {"epochs": 2, "embedding_dim": 16, "hidden_dim": 32, "batch_size": 256}
@@ -108,12 +109,36 @@ _CLIENT = textwrap.dedent(
 )
 
 
+def _odd_requests(first: dict, catalogue_ids: list[int]) -> dict[str, dict]:
+    """Requests a live shop sends that no eval row looks like, by name."""
+    known = [str(i) for i in catalogue_ids]
+    # 20x the history the model reads, known ids with repeats, unknown ids and junk tokens.
+    oversized = [known[(7 * i) % len(known)] for i in range(20 * configs.MODEL_HISTORY_LENGTH)]
+    oversized[1::9] = ["999999999999"] * len(oversized[1::9])
+    oversized[4::11] = ["not-an-id"] * len(oversized[4::11])
+    spaced = first[F.HISTORY].split()[:5]
+    return {
+        # A new visitor: no history, no counters.
+        "new_visitor": {**first, F.HISTORY: "", F.USER_LAST_TIMESTAMP: 0, F.USER_VIEWS: 0},
+        "unknown_visitor": {**first, F.VISITOR_ID: 9_876_543_210},
+        "oversized": {**first, F.HISTORY: " ".join(oversized)},
+        # What the model reads of it: the most recent MODEL_HISTORY_LENGTH items.
+        "oversized_cut": {
+            **first,
+            F.HISTORY: " ".join(oversized[: configs.MODEL_HISTORY_LENGTH]),
+        },
+        "only_unknown_items": {**first, F.HISTORY: "999999999999 888888888888 -5 x"},
+        "extra_spaces": {**first, F.HISTORY: "  " + "   ".join(spaced) + " \t "},
+        "single_spaces": {**first, F.HISTORY: " ".join(spaced)},
+    }
+
+
 @pytest.fixture(scope="module")
 def served(exported):
     rows = list(range(min(20, len(exported["queries"][F.ITEM_ID]))))
     instances = _instances(exported["queries"], rows)
-    # A new visitor: no history, no counters.
-    instances.append({**instances[0], F.HISTORY: "", F.USER_LAST_TIMESTAMP: 0, F.USER_VIEWS: 0})
+    odd = _odd_requests(instances[0], exported["items"][F.ITEM_ID].tolist())
+    instances += list(odd.values())
     request = {
         "instances": instances,
         "examples": [x.hex() for x in _serialized(exported["queries"], rows)],
@@ -136,7 +161,13 @@ def served(exported):
         cwd=str(root),
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return rows, json.loads((root / "response.json").read_text())
+    response = json.loads((root / "response.json").read_text())
+    # Each odd request's answer by name; the rows' answers stay first.
+    for key in ("item_ids", "scores"):
+        answers = response[key][len(rows) :]
+        response[key] = response[key][: len(rows)]
+        response[f"odd_{key}"] = dict(zip(odd, answers, strict=True))
+    return rows, response
 
 
 def test_loads_with_tensorflow_only_and_takes_raw_user_columns(served):
@@ -149,7 +180,7 @@ def test_returns_catalogue_item_ids_best_first(served, exported):
     rows, response = served
     ids = np.array(response["item_ids"])
     scores = np.array(response["scores"])
-    assert ids.shape == (len(rows) + 1, TOP_K)
+    assert ids.shape == (len(rows), TOP_K)
     assert set(ids.ravel()) <= set(exported["items"][F.ITEM_ID].tolist())
     assert (np.diff(scores, axis=1) <= 1e-6).all()
     assert all(len(set(row)) == TOP_K for row in ids.tolist())  # no item twice
@@ -162,10 +193,8 @@ def test_serving_scores_equal_the_offline_evaluation(served, exported):
     best = np.argsort(-offline, axis=1, kind="stable")[:, :TOP_K]
     expected_ids = exported["trained"].catalogue_ids[best]
     expected_scores = np.take_along_axis(offline, best, axis=1)
-    np.testing.assert_allclose(
-        np.array(response["scores"])[:-1], expected_scores, rtol=1e-4, atol=1e-4
-    )
-    np.testing.assert_array_equal(np.array(response["item_ids"])[:-1], expected_ids)
+    np.testing.assert_allclose(np.array(response["scores"]), expected_scores, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(np.array(response["item_ids"]), expected_ids)
 
 
 def test_evaluator_signature_reads_serialized_examples(served):
@@ -173,9 +202,33 @@ def test_evaluator_signature_reads_serialized_examples(served):
     classes = np.array(response["classes"])
     assert classes.shape == (len(rows), serving.EVAL_TOP_K)
     # The same ranking as serving_default, only longer.
-    np.testing.assert_array_equal(classes[:, :TOP_K], np.array(response["item_ids"])[:-1])
+    np.testing.assert_array_equal(classes[:, :TOP_K], np.array(response["item_ids"]))
 
 
 def test_catalogue_signature_lists_every_item_once(served, exported):
     _, response = served
     assert response["catalogue_ids"] == sorted(exported["items"][F.ITEM_ID].tolist())
+
+
+def test_odd_requests_get_full_lists_of_catalogue_items(served, exported):
+    """Unknown visitors, unknown or junk history tokens, oversized histories: answers, no errors."""
+    _, response = served
+    catalogue = set(exported["items"][F.ITEM_ID].tolist())
+    for name, ids in response["odd_item_ids"].items():
+        scores = response["odd_scores"][name]
+        assert len(ids) == TOP_K and len(set(ids)) == TOP_K, name
+        assert set(ids) <= catalogue, name
+        assert np.isfinite(scores).all() and scores == sorted(scores, reverse=True), name
+
+
+def test_an_oversized_history_is_read_as_its_most_recent_items(served):
+    _, response = served
+    ids, scores = response["odd_item_ids"], response["odd_scores"]
+    assert ids["oversized"] == ids["oversized_cut"]
+    np.testing.assert_allclose(scores["oversized"], scores["oversized_cut"], rtol=1e-5)
+
+
+def test_history_whitespace_does_not_matter(served):
+    _, response = served
+    ids = response["odd_item_ids"]
+    assert ids["extra_spaces"] == ids["single_spaces"]

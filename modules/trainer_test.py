@@ -22,7 +22,7 @@ from components.export import export as E  # noqa: E402
 from data.generator import generate  # noqa: E402
 from modules import features as F  # noqa: E402
 from modules import serving, trainer, training  # noqa: E402
-from pipeline import configs  # noqa: E402
+from pipeline import local_runner  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def _pipeline(export_dir: Path, root: Path):
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(root / "metadata.sqlite")
         ),
-        beam_pipeline_args=list(configs.LOCAL_BEAM_ARGS),
+        beam_pipeline_args=local_runner.beam_args(),
         enable_cache=False,
     )
 

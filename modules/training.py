@@ -345,7 +345,7 @@ def analyze(
     def preprocessing(inputs):
         return T.preprocessing_fn(inputs, custom_config)
 
-    options = PipelineOptions(list(configs.LOCAL_BEAM_ARGS))
+    options = PipelineOptions(["--direct_running_mode=in_memory"])  # one process, no staging
     context = tft_beam.Context(temp_dir=os.path.join(temp_dir, "tmp"), force_tf_compat_v1=False)
     with beam.Pipeline(options=options) as pipeline, context:
         raw = pipeline | "Read" >> source.BeamSource()

@@ -125,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--max-workers", type=int)
     comp.add_argument("--machine-type")
     comp.add_argument("--schema-path")
+    comp.add_argument(
+        "--training-machine-type",
+        help="run the Trainer as a Vertex AI custom job on this machine type (e.g. n1-standard-8)",
+    )
+    comp.add_argument("--training-accelerator-type", help="e.g. NVIDIA_TESLA_T4")
+    comp.add_argument("--training-accelerator-count", type=int)
     comp.add_argument("--exclude-seen", action="store_true")
     return parser
 
@@ -302,6 +308,9 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         "max_workers",
         "machine_type",
         "schema_path",
+        "training_machine_type",
+        "training_accelerator_type",
+        "training_accelerator_count",
     ):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)

@@ -27,8 +27,10 @@ DEFAULT_OUTPUT_DIR = "output/default"
 DEFAULT_GENERATOR_PRESET = "default"
 
 # ---------------------------------------------------------------- pipeline
-# Beam's DirectRunner on a laptop; Dataflow arguments come from the Vertex runner's flags.
-LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+# Beam's DirectRunner on a laptop (pipeline/local_runner.py::beam_args); Dataflow arguments come
+# from the Vertex runner's flags. The mode was chosen by benchmarks/bench_beam.py (docs/benchmarks.md).
+LOCAL_BEAM_MODE = "in_memory"  # in_memory | multi_processing | multi_threading
+LOCAL_BEAM_WORKERS = 1  # worker processes/threads of the non-in_memory modes
 
 # --- model (modules/transform.py, model.py, training.py, serving.py; custom_config overrides)
 MODEL_HISTORY_LENGTH = 50  # history items the model reads (most recent first)

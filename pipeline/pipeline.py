@@ -14,6 +14,7 @@ from tfx.proto import example_gen_pb2, transform_pb2
 
 from components.baselines.baselines import BASELINE_NAMES
 from components.baselines.component import Baselines
+from components.pusher.component import Pusher
 from components.retrieval_evaluator.component import RetrievalEvaluator
 from components.scann_index.component import ScannIndex
 from components.validation.component import CurateSchema, ValidationGate
@@ -153,9 +154,11 @@ def create_pipeline(
                 tfx.extensions.google_cloud_ai_platform.VERTEX_REGION_KEY: vertex_training_args[
                     "region"
                 ],
-                tfx.extensions.google_cloud_ai_platform.TRAINING_ARGS_KEY: vertex_training_args[
-                    "job_spec"
-                ],
+                # The CustomJob: TFX pops "project" and submits "job_spec" (a CustomJobSpec).
+                tfx.extensions.google_cloud_ai_platform.TRAINING_ARGS_KEY: {
+                    "project": vertex_training_args["project"],
+                    "job_spec": vertex_training_args["job_spec"],
+                },
             },
         )
     else:
@@ -206,8 +209,9 @@ def create_pipeline(
         train_split=F.TRAIN_SPLIT,
         eval_split=F.EVAL_SPLIT,
     )
-    # Only a blessed model reaches the serving folder (TF Serving layout: <name>/<version>/).
-    pusher = tfx.components.Pusher(
+    # Only a blessed model reaches the serving folder (TF Serving layout: <name>/<version>/), once:
+    # the model TF Serving serves already is not pushed again (components/pusher).
+    pusher = Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
@@ -217,7 +221,7 @@ def create_pipeline(
         ),
     )
     # The same blessing gates the ScaNN variant (same signature, ScaNN ops inside).
-    scann_pusher = tfx.components.Pusher(
+    scann_pusher = Pusher(
         model=scann_index.outputs["scann_model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(

@@ -34,6 +34,10 @@ class VertexSettings:
     schema_path: str = f"{IMAGE_REPO_ROOT}/schema/schema.pbtxt"
     pipeline_name: str = configs.PIPELINE_NAME
     extra_beam_args: list[str] = field(default_factory=list)
+    # The Trainer as a Vertex AI custom job (empty machine type: it runs in the pipeline's own task).
+    training_machine_type: str = ""
+    training_accelerator_type: str = ""  # e.g. NVIDIA_TESLA_T4; empty: CPU only
+    training_accelerator_count: int = 0
 
     def validate(self) -> None:
         """Raises ValueError naming the setting that is missing or not a gs:// path."""
@@ -45,6 +49,16 @@ class VertexSettings:
                 raise ValueError(
                     f"vertex setting '{name}' must be a gs:// path, got {getattr(self, name)!r}"
                 )
+        if self.training_accelerator_type and not self.training_machine_type:
+            raise ValueError(
+                "vertex setting 'training_accelerator_type' needs 'training_machine_type'"
+            )
+        if bool(self.training_accelerator_type) != (self.training_accelerator_count > 0):
+            raise ValueError(
+                "vertex settings 'training_accelerator_type' and 'training_accelerator_count' "
+                f"go together, got {self.training_accelerator_type!r} and "
+                f"{self.training_accelerator_count}"
+            )
 
 
 def dataflow_beam_args(settings: VertexSettings) -> list[str]:
@@ -64,6 +78,32 @@ def dataflow_beam_args(settings: VertexSettings) -> list[str]:
     ]
 
 
+def vertex_training_args(settings: VertexSettings) -> dict | None:
+    """The Trainer's Vertex AI custom-job settings, or None to train inside the pipeline task.
+
+    The job runs the pipeline image, so the run_fn, TensorFlow and TF_USE_LEGACY_KERAS are there.
+    """
+    if not settings.training_machine_type:
+        return None
+    machine_spec = {"machine_type": settings.training_machine_type}
+    if settings.training_accelerator_type:
+        machine_spec["accelerator_type"] = settings.training_accelerator_type
+        machine_spec["accelerator_count"] = settings.training_accelerator_count
+    return {
+        "project": settings.project,
+        "region": settings.region,
+        "job_spec": {
+            "worker_pool_specs": [
+                {
+                    "machine_spec": machine_spec,
+                    "replica_count": 1,
+                    "container_spec": {"image_uri": settings.image},
+                }
+            ],
+        },
+    }
+
+
 def build(settings: VertexSettings, **pipeline_kwargs) -> tfx.dsl.Pipeline:
     """The pipeline with Cloud paths and Dataflow arguments."""
     settings.validate()
@@ -74,6 +114,7 @@ def build(settings: VertexSettings, **pipeline_kwargs) -> tfx.dsl.Pipeline:
         schema_path=settings.schema_path,
         serving_dir=settings.serving_dir or f"{settings.pipeline_root.rstrip('/')}/serving",
         beam_pipeline_args=dataflow_beam_args(settings),
+        vertex_training_args=vertex_training_args(settings),
         **pipeline_kwargs,
     )
 

@@ -115,9 +115,14 @@ def test_second_run_with_unchanged_inputs_is_cached(tiny_run):
         nodes["Trainer"].outputs["model"][0].uri
         == tiny_run.nodes["Trainer"].outputs["model"][0].uri
     )
-    # The same model again: every pushed version holds the very same SavedModel.
-    digests = {(v / "saved_model.pb").read_bytes() for v in _pushed_versions(tiny_run)}
-    assert len(digests) == 1
+    # The same model again: TF Serving keeps serving the version it has, no second copy is made.
+    assert len(_pushed_versions(tiny_run)) == 1
+    assert len(list((Path(tiny_run.where["serving"]) / "retailrec_scann").iterdir())) == 1
+    pushed = nodes["Pusher"].outputs["pushed_model"][0]
+    assert pushed.custom_properties["pushed"].int_value == 1
+    assert Path(pushed.custom_properties["pushed_destination"].string_value).resolve() == (
+        _pushed_versions(tiny_run)[0].resolve()
+    )
 
 
 def test_failed_gate_exits_non_zero_and_keeps_the_pushed_model(tiny_run, capsys):

@@ -81,3 +81,42 @@ def test_settings_from_a_config_file(tmp_path):
     assert cli.main(["compile", "--config", str(config), "--out", str(out)]) == 0
     text = out.read_text()
     assert "--project=p2" in text and "gs://b2/root" in text
+
+
+def test_trainer_as_a_vertex_custom_job(tmp_path):
+    out = tmp_path / "p.json"
+    flags = [
+        *FLAGS,
+        "--training-machine-type=n1-standard-8",
+        "--training-accelerator-type=NVIDIA_TESLA_T4",
+        "--training-accelerator-count=1",
+    ]
+    assert cli.main(["compile", "--out", str(out), *flags]) == 0
+    spec = json.loads(out.read_text())["pipelineSpec"]
+    executors = spec["deploymentSpec"]["executors"]
+    trainer = json.dumps(executors["Trainer_executor"])
+    assert "google_cloud_ai_platform" in trainer  # the Vertex training executor
+    parameters = spec["root"]["dag"]["tasks"]["Trainer"]["inputs"]["parameters"]
+    config = json.loads(parameters["custom_config"]["runtimeValue"]["constantValue"]["stringValue"])
+    job = config["ai_platform_training_args"]
+    assert job["project"] == "example-project"
+    pool = job["job_spec"]["worker_pool_specs"][0]
+    assert pool["container_spec"]["image_uri"] == IMAGE
+    assert pool["machine_spec"] == {
+        "machine_type": "n1-standard-8",
+        "accelerator_type": "NVIDIA_TESLA_T4",
+        "accelerator_count": 1,
+    }
+    assert config["ai_platform_vertex_region"] == "europe-west4"
+
+
+def test_default_trainer_runs_in_the_pipeline_task(spec):
+    trainer = json.dumps(spec["deploymentSpec"]["executors"]["Trainer_executor"])
+    assert "google_cloud_ai_platform" not in trainer
+
+
+def test_accelerator_without_count_is_refused(tmp_path, capsys):
+    out = str(tmp_path / "p.json")
+    flags = [*FLAGS, "--training-machine-type=n1-standard-8", "--training-accelerator-type=T4"]
+    assert cli.main(["compile", "--out", out, *flags]) == 2
+    assert "go together" in capsys.readouterr().err
