@@ -246,7 +246,12 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
     print(results.format_table(run.metrics["models"]))
     print(f"\nmetrics: {where['metrics']}\nreport:  {where['report']}")
     if run.metrics["blessed"]:
-        print(f"[push] blessed and pushed to {run.metrics['pushed_to']}")
+        if run.metrics.get("pushed_new_version") is False:
+            print(
+                f"[push] blessed; TF Serving already serves this model: {run.metrics['pushed_to']}"
+            )
+        else:
+            print(f"[push] blessed and pushed to {run.metrics['pushed_to']}")
         if run.metrics.get("pushed_scann_to"):
             print(f"[push] ScaNN variant pushed to {run.metrics['pushed_scann_to']}")
         return 0

@@ -133,6 +133,9 @@ def create_pipeline(
         preprocessing_fn=PREPROCESSING_FN,
         splits_config=transform_pb2.SplitsConfig(analyze=[F.TRAIN_SPLIT], transform=[]),
         materialize=False,
+        # StatisticsGen has the statistics of these very examples; the transformed features are
+        # never materialised, so TFDV over them would only cost a second pass.
+        disable_statistics=True,
         custom_config=training_config,
     )
     # The two-tower trains on evaluation-shaped examples built from raw train rows (the

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components.pusher.component import PUSH_RECORD
 from modules import evaluation
 
 _OUTPUT_EVENTS = (
@@ -126,6 +127,16 @@ def _pushed_destination(nodes: dict[str, NodeResult], node: str) -> str | None:
     return None
 
 
+def _pushed_new_version(nodes: dict[str, NodeResult], node: str) -> bool | None:
+    """Whether the push wrote a new version (False: the model was already served), when pushed."""
+    uri = _first_uri(nodes, node, "pushed_model")
+    if uri is None or _pushed_destination(nodes, node) is None:
+        return None
+    if not os.path.isfile(os.path.join(uri, PUSH_RECORD)):
+        return True  # a stock TFX push
+    return bool(_json_at(uri, PUSH_RECORD)["new_version"])
+
+
 def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bool) -> RunResults:
     """Assembles ``metrics.json`` (DESIGN 8) from the export summary and the run's artifacts."""
     split = export_summary["split"]
@@ -187,6 +198,7 @@ def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bo
         "blessed": blessed,
         "pushed_to": pushed_to,
         "pushed_scann_to": _pushed_destination(nodes, "ScannPusher"),
+        "pushed_new_version": _pushed_new_version(nodes, "Pusher"),
         "timings_s": {node: r.seconds for node, r in sorted(nodes.items())},
         "cached": sorted(node for node, r in nodes.items() if r.state == "cached"),
     }

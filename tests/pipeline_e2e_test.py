@@ -101,6 +101,26 @@ def test_blessed_model_is_pushed_in_tf_serving_layout(tiny_run):
     assert set(tiny_run.metrics["models"]["two_tower_scann"]) == set(evaluation.metric_names())
 
 
+def test_the_output_folder_holds_no_needless_copy(tiny_run):
+    root = Path(tiny_run.where["pipeline_root"])
+    # Each model is in the pipeline root once (its producer's artifact) and in serving/ once: the
+    # Pushers record the push instead of archiving a third copy.
+    graphs = sorted(str(p.relative_to(root)).split("/")[0] for p in root.rglob("saved_model.pb"))
+    assert graphs == ["ScannIndex", "Trainer", "Transform"]
+    for node in ("Pusher", "ScannPusher"):
+        for pushed in (root / node / "pushed_model").iterdir():
+            assert [p.name for p in pushed.iterdir()] == ["push.json"]
+    # Transform keeps its graph: the examples are not materialised a second time, and the
+    # statistics are StatisticsGen's alone.
+    outputs = {p.name for p in (root / "Transform").iterdir() if not p.name.startswith(".")}
+    assert outputs <= {
+        "transform_graph",
+        "updated_analyzer_cache",
+    }
+    serving = Path(tiny_run.where["serving"])
+    assert not [p for p in serving.rglob("*") if p.name.startswith(".")]  # no temporary folder
+
+
 def test_second_run_with_unchanged_inputs_is_cached(tiny_run):
     assert cli.main(tiny_run.argv) == 0
     nodes = results.latest_run(
