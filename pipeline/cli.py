@@ -98,6 +98,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--force", action="store_true", help="replace a different export in OUTPUT/export"
     )
+    run.add_argument(
+        "--beam-mode",
+        choices=configs.LOCAL_BEAM_MODES,
+        default=configs.LOCAL_BEAM_MODE,
+        help="Beam DirectRunner mode; auto: in_memory below "
+        f"{configs.LOCAL_BEAM_MULTI_PROCESSING_MIN_TRAIN_ROWS:,} train events, else multi_processing",
+    )
+    run.add_argument(
+        "--beam-workers",
+        type=int,
+        default=configs.LOCAL_BEAM_WORKERS,
+        help="worker processes/threads of multi_processing/multi_threading",
+    )
     _add_export_args(run)
     rec = sub.add_parser("recommend", help="top-K items for a visitor from a pushed model")
     rec.add_argument(
@@ -222,8 +235,12 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
         # Imported here: TensorFlow's import-time noise goes to the log file too.
         from pipeline import local_runner, report, results
 
+        mode = local_runner.beam_mode(args.beam_mode, summary["split"]["n_train"])
+        workers = 1 if mode == "in_memory" else args.beam_workers
+        print(f"[pipeline] Beam DirectRunner: {mode}, {workers} worker(s)", flush=True)
         where = local_runner.paths(out)
-        local_runner.run(out, **_pipeline_kwargs(args))
+        beam = local_runner.beam_args(mode, workers)
+        local_runner.run(out, beam_pipeline_args=beam, **_pipeline_kwargs(args))
         nodes = results.latest_run(results.open_store(where["metadata"]), configs.PIPELINE_NAME)
         run = results.collect(nodes, summary, exclude_seen=args.exclude_seen)
         results.write_json(where["metrics"], run.metrics)

@@ -28,9 +28,12 @@ DEFAULT_GENERATOR_PRESET = "default"
 
 # ---------------------------------------------------------------- pipeline
 # Beam's DirectRunner on a laptop (pipeline/local_runner.py::beam_args); Dataflow arguments come
-# from the Vertex runner's flags. The mode was chosen by benchmarks/bench_beam.py (docs/benchmarks.md).
-LOCAL_BEAM_MODE = "in_memory"  # in_memory | multi_processing | multi_threading
-LOCAL_BEAM_WORKERS = 1  # worker processes/threads of the non-in_memory modes
+# from the Vertex runner's flags. benchmarks/bench_beam.py chose the modes (docs/benchmarks.md):
+# in_memory is faster on small exports (no worker start-up), multi_processing on large ones.
+LOCAL_BEAM_MODES = ("auto", "in_memory", "multi_processing", "multi_threading")
+LOCAL_BEAM_MODE = "auto"  # auto: by the export's train rows (below)
+LOCAL_BEAM_MULTI_PROCESSING_MIN_TRAIN_ROWS = 300_000
+LOCAL_BEAM_WORKERS = 2  # worker processes/threads of multi_processing/multi_threading
 
 # --- model (modules/transform.py, model.py, training.py, serving.py; custom_config overrides)
 MODEL_HISTORY_LENGTH = 50  # history items the model reads (most recent first)

@@ -1,4 +1,4 @@
-"""Local Beam arguments: the DirectRunner mode of record, and no TFX sdist per Beam component."""
+"""Local Beam arguments: the DirectRunner mode by export size, and no TFX sdist per Beam component."""
 
 from __future__ import annotations
 
@@ -21,8 +21,18 @@ def test_in_memory_runs_one_worker():
     assert "--direct_num_workers=1" in local_runner.beam_args("in_memory", workers=4)
 
 
-def test_the_pipeline_runs_the_configured_mode(tmp_path):
-    dag = local_runner.build(tmp_path)
-    assert dag.beam_pipeline_args == local_runner.beam_args()
-    assert f"--direct_running_mode={configs.LOCAL_BEAM_MODE}" in dag.beam_pipeline_args
+def test_auto_mode_picks_by_export_size():
+    threshold = configs.LOCAL_BEAM_MULTI_PROCESSING_MIN_TRAIN_ROWS
+    assert local_runner.beam_mode("auto", 173_119) == "in_memory"
+    assert local_runner.beam_mode("auto", threshold - 1) == "in_memory"
+    assert local_runner.beam_mode("auto", threshold) == "multi_processing"
+    assert local_runner.beam_mode("multi_threading", 10) == "multi_threading"
+    with pytest.raises(ValueError, match="unknown Beam mode 'fast'"):
+        local_runner.beam_mode("fast", 10)
+
+
+def test_the_pipeline_gets_the_beam_args(tmp_path):
+    assert local_runner.build(tmp_path).beam_pipeline_args == local_runner.beam_args("in_memory")
+    args = local_runner.beam_args("multi_processing", 2)
+    assert local_runner.build(tmp_path, beam_pipeline_args=args).beam_pipeline_args == args
     assert local_runner.SETUP_FILE.is_file()

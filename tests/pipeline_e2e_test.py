@@ -55,6 +55,12 @@ def test_every_component_ran_once(real_run):
     }
 
 
+def test_beam_runs_in_the_mode_asked_or_picked_by_size(real_run, tiny_run):
+    assert "[pipeline] Beam DirectRunner: multi_processing, 2 worker(s)" in real_run.stdout
+    # tiny_run leaves --beam-mode at auto: a small export runs in_memory.
+    assert "[pipeline] Beam DirectRunner: in_memory, 1 worker(s)" in tiny_run.stdout
+
+
 def test_exit_code_and_push_follow_the_gate(real_run):
     # Whatever the gate decided on the real slices, the exit code, metrics.json, ML Metadata and
     # the serving folder agree (the refused case is forced in test_failed_gate_...).
