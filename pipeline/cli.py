@@ -270,7 +270,10 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
         else:
             print(f"[push] blessed and pushed to {run.metrics['pushed_to']}")
         if run.metrics.get("pushed_scann_to"):
-            print(f"[push] ScaNN variant pushed to {run.metrics['pushed_scann_to']}")
+            if run.metrics.get("pushed_scann_new_version") is False:
+                print(f"[push] ScaNN variant already served: {run.metrics['pushed_scann_to']}")
+            else:
+                print(f"[push] ScaNN variant pushed to {run.metrics['pushed_scann_to']}")
         return 0
     print("[push] NOT blessed: nothing was pushed; the previously pushed model is unchanged")
     return EXIT_NOT_BLESSED

@@ -199,6 +199,7 @@ def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bo
         "pushed_to": pushed_to,
         "pushed_scann_to": _pushed_destination(nodes, "ScannPusher"),
         "pushed_new_version": _pushed_new_version(nodes, "Pusher"),
+        "pushed_scann_new_version": _pushed_new_version(nodes, "ScannPusher"),
         "timings_s": {node: r.seconds for node, r in sorted(nodes.items())},
         "cached": sorted(node for node, r in nodes.items() if r.state == "cached"),
     }

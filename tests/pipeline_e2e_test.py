@@ -127,8 +127,16 @@ def test_the_output_folder_holds_no_needless_copy(tiny_run):
     assert not [p for p in serving.rglob("*") if p.name.startswith(".")]  # no temporary folder
 
 
-def test_second_run_with_unchanged_inputs_is_cached(tiny_run):
+def test_second_run_with_unchanged_inputs_is_cached(tiny_run, capsys):
+    assert tiny_run.metrics["pushed_new_version"] is True
+    assert tiny_run.metrics["pushed_scann_new_version"] is True
+    capsys.readouterr()
     assert cli.main(tiny_run.argv) == 0
+    out = capsys.readouterr().out
+    assert "TF Serving already serves this model" in out
+    assert "ScaNN variant already served" in out
+    metrics = json.loads(Path(tiny_run.where["metrics"]).read_text())
+    assert metrics["pushed_new_version"] is False and metrics["pushed_scann_new_version"] is False
     nodes = results.latest_run(
         results.open_store(tiny_run.where["metadata"]), configs.PIPELINE_NAME
     )
