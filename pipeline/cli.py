@@ -236,7 +236,7 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
         from pipeline import local_runner, report, results
 
         mode = local_runner.beam_mode(args.beam_mode, summary["split"]["n_train"])
-        workers = 1 if mode == "in_memory" else args.beam_workers
+        workers = local_runner.beam_workers(mode, args.beam_workers)
         print(f"[pipeline] Beam DirectRunner: {mode}, {workers} worker(s)", flush=True)
         where = local_runner.paths(out)
         beam = local_runner.beam_args(mode, workers)

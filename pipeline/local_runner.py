@@ -60,6 +60,11 @@ def beam_mode(mode: str, n_train_rows: int) -> str:
     return "in_memory"
 
 
+def beam_workers(mode: str, workers: int) -> int:
+    """Workers of ``mode``: in_memory always runs one, in the calling process."""
+    return 1 if mode == "in_memory" else workers
+
+
 def beam_args(mode: str = "in_memory", workers: int = configs.LOCAL_BEAM_WORKERS) -> list[str]:
     """DirectRunner arguments of every Beam-powered component (``mode`` resolved by beam_mode).
 
@@ -68,10 +73,9 @@ def beam_args(mode: str = "in_memory", workers: int = configs.LOCAL_BEAM_WORKERS
     it and never deletes it. The DirectRunner never stages dependencies (its workers import this very
     environment), so naming the project's own setup file stops that and changes nothing else.
     """
-    workers = 1 if mode == "in_memory" else workers
     return [
         f"--direct_running_mode={mode}",
-        f"--direct_num_workers={workers}",
+        f"--direct_num_workers={beam_workers(mode, workers)}",
         f"--setup_file={SETUP_FILE}",
     ]
 
