@@ -57,7 +57,7 @@ def _one(export_dir: str, work: str, mode: str, workers: int) -> dict:
     from tfx import v1 as tfx
     from tfx.orchestration.pipeline import RunOptions
 
-    from pipeline import configs, local_runner, pipeline, results
+    from pipeline import beam_patches, configs, local_runner, pipeline, results
 
     if mode == "in_memory_sdist":
         beam_args = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
@@ -78,6 +78,7 @@ def _one(export_dir: str, work: str, mode: str, workers: int) -> dict:
     )
     started = time.perf_counter()
     # A partial run: Transform and everything upstream of it (NODES), nothing after.
+    beam_patches.apply()  # Beam loses rows in the gRPC modes without it (issue 12)
     tfx.orchestration.LocalDagRunner().run(dag, run_options=RunOptions(to_nodes=["Transform"]))
     total = time.perf_counter() - started
     nodes = results.latest_run(results.open_store(metadata), configs.PIPELINE_NAME)

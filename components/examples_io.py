@@ -61,3 +61,13 @@ def read_columns(
         name: (np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64))
         for name, chunks in parts.items()
     }
+
+
+def count_records(examples_uri: str, split: str) -> int:
+    """The number of records (examples) in one split, read from its files."""
+    import tensorflow as tf
+
+    dataset = tf.data.TFRecordDataset(
+        split_files(examples_uri, split), compression_type="GZIP", buffer_size=1 << 22
+    )
+    return int(dataset.batch(_BATCH).reduce(np.int64(0), lambda n, b: n + tf.size(b, tf.int64)))

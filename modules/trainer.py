@@ -36,7 +36,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from modules import features as F
-from modules import serving, training
+from modules import row_counts, serving, training
 from modules import transform as T
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ def run_fn(fn_args: Any) -> None:
         spec
     )
     item_columns = training.read_example_columns(items_files, spec, item_names)
+    checks = _count_checks(train_columns, item_columns, tft_output)
 
     trained = training.train(train_columns, item_columns, tft_output, custom_config)
     top_k = int(trained.settings["top_k"])
@@ -103,12 +104,30 @@ def run_fn(fn_args: Any) -> None:
         "repeat_bucket_weights": trained.model.repeat.weights_by_bucket.numpy().tolist(),
         "repeat_count_weight": float(trained.model.repeat.weight_of_count.numpy()),
     }
+    # Beside Format-Serving in the model artifact: the RetrievalEvaluator checks these reads
+    # against the ValidationGate's counts before it blesses (modules/row_counts.py).
+    row_counts.write(
+        os.path.dirname(fn_args.serving_model_dir.rstrip("/")), {row_counts.CHECKS_KEY: checks}
+    )
     run_dir = getattr(fn_args, "model_run_dir", None)
     if run_dir:
         tf.io.gfile.makedirs(run_dir)
         with tf.io.gfile.GFile(os.path.join(run_dir, SUMMARY_FILE), "w") as fh:
             fh.write(json.dumps(summary, indent=2))
     logger.info("two-tower trained: %s", summary)
+
+
+def _count_checks(train_columns: dict, item_columns: dict, tft_output) -> list[dict]:
+    """The rows this Trainer read and Transform analysed; they must agree before training."""
+    n_train = int(train_columns[F.ITEM_ID].size)
+    n_items = int(item_columns[F.ITEM_ID].size)
+    analysed = T.analysed_rows(tft_output)
+    return [
+        row_counts.check("Transform", F.TRAIN_SPLIT, "analysed train rows", n_train, analysed),
+        # Self-checks here; the RetrievalEvaluator compares the found counts with the gate's.
+        row_counts.check("Trainer", F.TRAIN_SPLIT, "train events", n_train, n_train),
+        row_counts.check("Trainer", F.ITEMS_SPLIT, "catalogue items", n_items, n_items),
+    ]
 
 
 def _check_raw(columns: dict, files: list[str]) -> None:

@@ -74,6 +74,9 @@ USER_OUTPUTS = (HISTORY_INDEX, VISITOR_INDEX, HOUR, DAY_OF_WEEK, USER_NUMERIC)
 ITEM_VOCAB = "item"
 CATEGORY_VOCAB = "category"
 VISITOR_VOCAB = "visitor"
+# One token per analysed row, with its frequency: how many rows the analysis read (issue 12).
+ROWS_VOCAB = "analysed_rows"
+_ROWS_TOKEN = "row"
 
 # Raw columns each side reads (numeric item properties, ``num_*``, are discovered from the inputs).
 RAW_ITEM_COLUMNS = (
@@ -134,6 +137,12 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any] | Non
     cfg = settings(custom_config)
     batch = _batch_size(inputs)
     outputs = {}
+    # Counted, not used: the Trainer checks it against the rows it reads (analysed_rows).
+    tft.vocabulary(
+        tf.fill(tf.reshape(batch, [1]), _ROWS_TOKEN),
+        vocab_filename=ROWS_VOCAB,
+        store_frequency=True,
+    )
 
     # ---- item side
     item_tokens = _as_string(_column(inputs, F.ITEM_ID, batch, tf.int64))
@@ -297,6 +306,13 @@ def _cast(value: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     if dtype.is_integer and value.dtype.is_floating:
         value = tf.round(value)
     return tf.cast(value, dtype)
+
+
+def analysed_rows(tft_output) -> int:
+    """The number of rows Transform's analysis read (the frequency stored in ``ROWS_VOCAB``)."""
+    with tf.io.gfile.GFile(tft_output.vocabulary_file_by_name(ROWS_VOCAB)) as fh:
+        line = fh.readline().split()
+    return int(line[0]) if line else 0
 
 
 def _as_string(value: tf.Tensor) -> tf.Tensor:

@@ -23,7 +23,8 @@ from modules import features as F  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline.errors import RetailrecError  # noqa: E402
 
-EXIT_BAD_INPUT = 2  # bad input or data anomalies: the message names the file, column and value
+EXIT_COMPONENT_FAILED = 1  # a component failed: one line names it; the traceback is in the log
+EXIT_BAD_INPUT = 2  # bad input, data anomalies or a row-count mismatch: the message says where
 EXIT_NOT_BLESSED = 3  # the pipeline ran, the gate refused the model, nothing was pushed
 
 # google-api-core warns on every import that Python 3.10 is old; TFX 1.16 needs 3.10.
@@ -231,7 +232,8 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
 
     log_file = str(out / "logs" / "run.log")
     print(f"[pipeline] running the TFX pipeline (LocalDagRunner); logs: {log_file}", flush=True)
-    with progress.pipeline_logging(log_file, quiet=not args.verbose):
+    failure = None
+    with progress.pipeline_logging(log_file, quiet=not args.verbose) as components:
         # Imported here: TensorFlow's import-time noise goes to the log file too.
         from pipeline import local_runner, report, results
 
@@ -240,7 +242,22 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
         print(f"[pipeline] Beam DirectRunner: {mode}, {workers} worker(s)", flush=True)
         where = local_runner.paths(out)
         beam = local_runner.beam_args(mode, workers)
-        local_runner.run(out, beam_pipeline_args=beam, **_pipeline_kwargs(args))
+        try:
+            local_runner.run(out, beam_pipeline_args=beam, **_pipeline_kwargs(args))
+        except Exception as err:
+            # The traceback goes to the log; the terminal gets one line (main prints a
+            # RetailrecError's own message: bad data, anomalies, a row-count mismatch).
+            failed = components.running or "the pipeline"
+            logging.getLogger(__name__).exception("%s failed", failed)
+            if isinstance(err, RetailrecError):
+                raise
+            first = (str(err).strip().splitlines() or [""])[0][:300]
+            failure = f"error: {failed} failed: {type(err).__name__}: {first}"
+    if failure:
+        # After the with block: descriptor 2 is the terminal again.
+        print(f"{failure}\n       traceback: {log_file}", file=sys.stderr)
+        return EXIT_COMPONENT_FAILED
+    with progress.pipeline_logging(log_file, quiet=not args.verbose):
         nodes = results.latest_run(results.open_store(where["metadata"]), configs.PIPELINE_NAME)
         run = results.collect(nodes, summary, exclude_seen=args.exclude_seen)
         results.write_json(where["metrics"], run.metrics)
@@ -257,6 +274,7 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
             f"{ann['scann_queries_per_s']:,.0f} queries/s vs exact {ann['exact_queries_per_s']:,.0f} "
             f"({ann['speedup']:.1f}x batched, {ann['single_query_speedup']:.1f}x one at a time)"
         )
+    print(results.format_counts(run.metrics["counts"]))
     for line in run.gate_reasons:
         print(f"[gate] {line}")
     print()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tfx import v1 as tfx
 
-from pipeline import configs, pipeline
+from pipeline import beam_patches, configs, pipeline
 
 EXPORT_SUBDIR = "export"
 PIPELINE_ROOT_SUBDIR = "pipeline_root"
@@ -103,5 +103,9 @@ def build(
 
 
 def run(output_dir: str | os.PathLike, **build_kwargs) -> None:
-    """Runs the whole DAG with LocalDagRunner over ``OUTPUT/export`` (arguments: see build)."""
+    """Runs the whole DAG with LocalDagRunner over ``OUTPUT/export`` (arguments: see build).
+
+    Beam's DirectRunner loses rows in multi_processing mode without ``beam_patches`` (issue 12).
+    """
+    beam_patches.apply()
     tfx.orchestration.LocalDagRunner().run(build(output_dir, **build_kwargs))

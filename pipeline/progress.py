@@ -41,6 +41,12 @@ class _ComponentProgress(logging.Handler):
         elif match := _SKIPPED.match(message):
             self._print(f"[pipeline] {match[1]:<24} skipped")
 
+    @property
+    def running(self) -> str | None:
+        """The component started last and not finished (the one a failure belongs to)."""
+        pending = [c for c in self._started if c not in self.finished]
+        return pending[-1] if pending else None
+
     def _print(self, line: str) -> None:
         print(line, file=self._out, flush=True)
 

@@ -15,7 +15,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components.pusher.component import PUSH_RECORD
-from modules import evaluation
+from modules import evaluation, row_counts
 
 _OUTPUT_EVENTS = (
     metadata_store_pb2.Event.OUTPUT,
@@ -200,6 +200,7 @@ def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bo
         "pushed_scann_to": _pushed_destination(nodes, "ScannPusher"),
         "pushed_new_version": _pushed_new_version(nodes, "Pusher"),
         "pushed_scann_new_version": _pushed_new_version(nodes, "ScannPusher"),
+        "counts": collect_counts(nodes, split),
         "timings_s": {node: r.seconds for node, r in sorted(nodes.items())},
         "cached": sorted(node for node, r in nodes.items() if r.state == "cached"),
     }
@@ -208,6 +209,55 @@ def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bo
         for node, r in nodes.items()
     }
     return RunResults(metrics, curves, lineage, reasons, ann_curve)
+
+
+# Where each component's count checks are: (node, output key, file in the artifact).
+_CHECK_SOURCES = (
+    ("ValidationGate", "counts", row_counts.COUNTS_FILE),
+    ("Baselines", "baseline_metrics", "metrics.json"),
+    ("ScannIndex", "index_metrics", "ann.json"),
+    ("RetrievalEvaluator", "evaluation", "metrics.json"),
+)
+
+
+def collect_counts(nodes: dict[str, NodeResult], split: dict) -> dict:
+    """``metrics.json``'s ``counts``: the export's rows and every boundary's check, in DAG order.
+
+    The Trainer's and Transform's checks come through the RetrievalEvaluator, which verified them.
+    """
+    checks: list[dict] = []
+    for node, key, name in _CHECK_SOURCES:
+        if uri := _first_uri(nodes, node, key):
+            path = os.path.join(uri, name)
+            if os.path.isfile(path):
+                checks += _json_at(uri, name).get(row_counts.CHECKS_KEY, [])
+    return {
+        "export": {
+            "train": split["n_train"],
+            "eval": split["n_eval_queries"],
+            "items": split["n_items"],
+            "eval_visitors": split["eval_visitors"],
+        },
+        "checks": checks,
+        "all_equal": bool(checks) and all(c["expected"] == c["found"] for c in checks),
+    }
+
+
+def format_counts(counts: dict) -> str:
+    """One line per split: the export's rows and how many boundaries read exactly that."""
+    lines = []
+    by_split: dict[str, list[dict]] = defaultdict(list)
+    for check in counts.get("checks", []):
+        by_split[check["split"]].append(check)
+    for split, rows in counts["export"].items():
+        if split == "eval_visitors":
+            continue
+        ok = sum(c["expected"] == c["found"] for c in by_split.get(split, []))
+        lines.append(
+            f"[counts] {split}: {rows:,} rows in the export; {ok} of "
+            f"{len(by_split.get(split, []))} reads equal ({', '.join(sorted({c['component'] for c in by_split.get(split, [])}))})"
+        )
+    return "\n".join(lines)
 
 
 def write_json(path: str, payload: dict) -> None:

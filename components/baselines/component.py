@@ -12,6 +12,7 @@ from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from components.artifacts import RowCounts
 from components.baselines import executor
 
 
@@ -32,7 +33,11 @@ class BaselinesSpec(types.ComponentSpec):
         "exclude_seen": ExecutionParameter(type=int),  # 0/1: a bool in KFP-compatible form
         "baselines": ExecutionParameter(type=str),  # JSON list of baseline names
     }
-    INPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples)}
+    INPUTS = {
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        # The ValidationGate's verified counts: what this component reads is checked against them.
+        "row_counts": ChannelParameter(type=RowCounts, optional=True),
+    }
     OUTPUTS = {"baseline_metrics": ChannelParameter(type=BaselineMetrics)}
 
 
@@ -49,6 +54,7 @@ class Baselines(base_component.BaseComponent):
         exclude_seen: bool = False,
         train_split: str = "train",
         eval_split: str = "eval",
+        row_counts: types.BaseChannel | None = None,
     ):
         """Builds the component.
 
@@ -58,11 +64,14 @@ class Baselines(base_component.BaseComponent):
           exclude_seen: drop items the visitor had in train from every list (DESIGN 5).
           train_split: split the baselines are fit on.
           eval_split: split whose every row is one query.
+          row_counts: the ValidationGate's ``counts``; when given, the rows, queries and eval
+            visitors read must equal them (fail closed) and the run waits for the gate.
         """
         import json
 
         spec = BaselinesSpec(
             examples=examples,
+            row_counts=row_counts,
             train_split=train_split,
             eval_split=eval_split,
             exclude_seen=int(exclude_seen),

@@ -14,6 +14,7 @@ from tfx.types import artifact_utils
 from components import examples_io
 from components.baselines import baselines
 from modules import features as F
+from modules import row_counts
 
 METRICS_FILE = "metrics.json"
 
@@ -33,6 +34,7 @@ class Executor(base_executor.BaseExecutor):
         columns = {F.VISITOR_ID: "int64", F.ITEM_ID: "int64", F.TIMESTAMP: "int64"}
         train = examples_io.read_columns(examples.uri, exec_properties["train_split"], columns)
         queries = examples_io.read_columns(examples.uri, exec_properties["eval_split"], columns)
+        result_checks = read_checks(input_dict, exec_properties, train, queries)
         logging.info(
             "Baselines %s on %d train events, %d eval queries",
             names,
@@ -48,7 +50,33 @@ class Executor(base_executor.BaseExecutor):
             exclude_seen=bool(exec_properties["exclude_seen"]),
             names=names,
         )
-        write_metrics(output, result)
+        write_metrics(output, {**result, row_counts.CHECKS_KEY: result_checks})
+
+
+COMPONENT = "Baselines"
+
+
+def read_checks(input_dict, exec_properties, train: dict, queries: dict) -> list[dict]:
+    """The rows and eval visitors read, checked against the ValidationGate's counts (if wired)."""
+    if not input_dict.get("row_counts"):
+        return []
+    expected = row_counts.splits(artifact_utils.get_single_instance(input_dict["row_counts"]).uri)
+    train_split, eval_split = exec_properties["train_split"], exec_properties["eval_split"]
+    return [
+        row_counts.check(
+            COMPONENT, train_split, "train events", expected[train_split], len(train[F.ITEM_ID])
+        ),
+        row_counts.check(
+            COMPONENT, eval_split, "eval queries", expected[eval_split], len(queries[F.ITEM_ID])
+        ),
+        row_counts.check(
+            COMPONENT,
+            eval_split,
+            "eval visitors",
+            expected["eval_visitors"],
+            len(set(queries[F.VISITOR_ID].tolist())),
+        ),
+    ]
 
 
 def write_metrics(output: types.Artifact, result: dict) -> None:

@@ -14,6 +14,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from components.artifacts import RowCounts
 from components.baselines.component import BaselineMetrics
 from components.retrieval_evaluator import executor
 from components.scann_index.component import AnnMetrics
@@ -36,6 +37,9 @@ class RetrievalEvaluatorSpec(types.ComponentSpec):
         "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
         "baseline_metrics": ChannelParameter(type=BaselineMetrics, optional=True),
         "index_metrics": ChannelParameter(type=AnnMetrics, optional=True),
+        # The ValidationGate's verified counts: the queries scored here, and the rows the Trainer
+        # and Transform read (the model's row_counts.json), must equal them before blessing.
+        "row_counts": ChannelParameter(type=RowCounts, optional=True),
     }
     OUTPUTS = {
         "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
@@ -61,6 +65,7 @@ class RetrievalEvaluator(base_component.BaseComponent):
         exclude_seen: bool = False,
         train_split: str = "train",
         eval_split: str = "eval",
+        row_counts: types.BaseChannel | None = None,
     ):
         """Builds the component.
 
@@ -75,6 +80,8 @@ class RetrievalEvaluator(base_component.BaseComponent):
           exclude_seen: drop items the visitor had in train before cutting lists to 50.
           train_split: split used for coverage and ``exclude_seen``.
           eval_split: split whose every example is one query.
+          row_counts: the ValidationGate's ``counts``; the rows read here and by the Trainer and
+            Transform (the model's ``row_counts.json``) must equal them, or nothing is blessed.
         """
         spec = RetrievalEvaluatorSpec(
             examples=examples,
@@ -82,6 +89,7 @@ class RetrievalEvaluator(base_component.BaseComponent):
             baseline_model=baseline_model,
             baseline_metrics=baseline_metrics,
             index_metrics=index_metrics,
+            row_counts=row_counts,
             min_recall=float(min_recall),
             regression_tolerance=float(regression_tolerance),
             exclude_seen=int(exclude_seen),

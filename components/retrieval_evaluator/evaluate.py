@@ -15,6 +15,9 @@ from modules import evaluation, serving
 from modules import features as F
 from pipeline import configs
 
+TRAIN_EVENTS = "train events"
+EVAL_QUERIES = "eval queries"
+
 
 def seen_codes(visitors: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Sorted unique (visitor, item) codes, for fast membership tests."""
@@ -69,7 +72,8 @@ def evaluate_model(
     """Recall@K, NDCG@50 and coverage@50 of a SavedModel on the eval split.
 
     Returns:
-      (metrics, recall curve for K = 1..50).
+      (metrics, recall curve for K = 1..50, rows read: ``{"train events": n, "eval queries": n}``
+      for the row-count checks).
     """
     train = examples_io.read_columns(
         examples_uri, train_split, {F.VISITOR_ID: "int64", F.ITEM_ID: "int64"}
@@ -88,4 +92,5 @@ def evaluate_model(
         lists = lists[:, : evaluation.LIST_LENGTH]
     n_train_items = int(np.unique(train[F.ITEM_ID]).size)
     metrics = evaluation.evaluate(lists, targets, n_train_items)
-    return metrics, evaluation.recall_curve(lists, targets)
+    read = {TRAIN_EVENTS: int(train[F.ITEM_ID].size), EVAL_QUERIES: int(targets.size)}
+    return metrics, evaluation.recall_curve(lists, targets), read

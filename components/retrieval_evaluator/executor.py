@@ -16,6 +16,7 @@ from tfx.utils import io_utils, path_utils
 from components.baselines import executor as baselines_executor
 from components.retrieval_evaluator import evaluate, gate
 from components.scann_index import executor as scann_executor
+from modules import row_counts
 
 EVALUATION_FILE = "metrics.json"
 
@@ -44,14 +45,15 @@ class Executor(base_executor.BaseExecutor):
         evaluation = artifact_utils.get_single_instance(output_dict["evaluation"])
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
 
-        metrics, curve = _evaluate(model, examples, exec_properties)
+        metrics, curve, read = _evaluate(model, examples, exec_properties)
         logging.info("Candidate model %s: %s", model.uri, metrics)
+        checks = read_checks(input_dict, exec_properties, model, read)
 
         previous = previous_model = None
         if input_dict.get("baseline_model"):
             previous_model = artifact_utils.get_single_instance(input_dict["baseline_model"])
             if previous_model.id != model.id:
-                previous, _ = _evaluate(previous_model, examples, exec_properties)
+                previous, _, _ = _evaluate(previous_model, examples, exec_properties)
         best = None
         if input_dict.get("baseline_metrics"):
             baseline = artifact_utils.get_single_instance(input_dict["baseline_metrics"])
@@ -80,11 +82,52 @@ class Executor(base_executor.BaseExecutor):
         for line in decision.reasons:
             logging.info("Gate: %s", line)
         write_outputs(
-            evaluation, blessing, model, previous_model, metrics, curve, previous, decision
+            evaluation, blessing, model, previous_model, metrics, curve, previous, decision, checks
         )
 
 
-def write_outputs(evaluation, blessing, model, previous_model, metrics, curve, previous, decision):
+COMPONENT = "RetrievalEvaluator"
+
+
+def read_checks(input_dict, exec_properties, model: types.Artifact, read: dict) -> list[dict]:
+    """Rows scored here and read by the Trainer and Transform, against the gate's counts."""
+    if not input_dict.get("row_counts"):
+        return []
+    expected = row_counts.splits(artifact_utils.get_single_instance(input_dict["row_counts"]).uri)
+    train_split, eval_split = exec_properties["train_split"], exec_properties["eval_split"]
+    checks = [
+        row_counts.check(
+            COMPONENT,
+            eval_split,
+            evaluate.EVAL_QUERIES,
+            expected[eval_split],
+            read[evaluate.EVAL_QUERIES],
+        ),
+        row_counts.check(
+            COMPONENT,
+            train_split,
+            evaluate.TRAIN_EVENTS,
+            expected[train_split],
+            read[evaluate.TRAIN_EVENTS],
+        ),
+    ]
+    # What the Trainer wrote beside its model (modules/trainer.py): its reads and Transform's.
+    for check in row_counts.read(model.uri)[row_counts.CHECKS_KEY]:
+        checks.append(
+            row_counts.check(
+                check["component"],
+                check["split"],
+                check["what"],
+                expected[check["split"]],
+                check["found"],
+            )
+        )
+    return checks
+
+
+def write_outputs(
+    evaluation, blessing, model, previous_model, metrics, curve, previous, decision, checks=()
+):
     """Writes ``metrics.json`` and a standard ModelBlessing (what the Pusher and resolver read)."""
     payload = {
         "metrics": metrics,
@@ -92,6 +135,7 @@ def write_outputs(evaluation, blessing, model, previous_model, metrics, curve, p
         "previous_blessed_model": previous,
         "blessed": decision.blessed,
         "reasons": decision.reasons,
+        row_counts.CHECKS_KEY: list(checks),
     }
     os.makedirs(evaluation.uri, exist_ok=True)
     with open(os.path.join(evaluation.uri, EVALUATION_FILE), "w") as fh:

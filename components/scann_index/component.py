@@ -16,6 +16,7 @@ from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from components.artifacts import RowCounts
 from components.scann_index import executor
 from pipeline import configs
 
@@ -44,6 +45,8 @@ class ScannIndexSpec(types.ComponentSpec):
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
         "examples": ChannelParameter(type=standard_artifacts.Examples),
+        # The ValidationGate's verified counts: items indexed and rows scored must equal them.
+        "row_counts": ChannelParameter(type=RowCounts, optional=True),
     }
     # TFX wants argument names unique across inputs and outputs: the Trainer's model comes in as
     # ``model`` (as for the RetrievalEvaluator and the Pusher), the ScaNN model goes out as
@@ -69,6 +72,7 @@ class ScannIndex(base_component.BaseComponent):
         exclude_seen: bool = False,
         train_split: str = "train",
         eval_split: str = "eval",
+        row_counts: types.BaseChannel | None = None,
     ):
         """Builds the component.
 
@@ -81,10 +85,12 @@ class ScannIndex(base_component.BaseComponent):
           exclude_seen: as the RetrievalEvaluator's, for the ``two_tower_scann`` metrics.
           train_split: split for coverage (and ``exclude_seen``).
           eval_split: split of the held-out queries.
+          row_counts: the ValidationGate's ``counts`` to check the items and rows read against.
         """
         spec = ScannIndexSpec(
             model=model,
             examples=examples,
+            row_counts=row_counts,
             target_recall=float(target_recall),
             k=int(k),
             exclude_seen=int(exclude_seen),

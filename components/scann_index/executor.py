@@ -24,7 +24,8 @@ from components import examples_io
 from components.retrieval_evaluator import evaluate
 from components.scann_index import index
 from components.scann_index import serving as scann_serving
-from modules import evaluation, serving
+from modules import evaluation, row_counts, serving
+from modules import features as F
 from pipeline import configs
 
 ANN_FILE = "ann.json"
@@ -195,7 +196,7 @@ class Executor(base_executor.BaseExecutor):
             target_recall=float(exec_properties["target_recall"]),
             k=int(exec_properties["k"]),
         )
-        scores, curve = evaluate.evaluate_model(
+        scores, curve, read = evaluate.evaluate_model(
             out_dir,
             examples.uri,
             exclude_seen=bool(exec_properties["exclude_seen"]),
@@ -203,11 +204,42 @@ class Executor(base_executor.BaseExecutor):
             eval_split=exec_properties["eval_split"],
         )
         payload[MODEL_ENTRY] = scores
+        payload[row_counts.CHECKS_KEY] = read_checks(input_dict, exec_properties, payload, read)
         payload[f"{MODEL_ENTRY}_recall_curve"] = [float(x) for x in curve]
         logging.info("ScaNN model on %s: %s", exec_properties["eval_split"], scores)
         write_metrics(metrics, payload)
         scann_model.set_string_custom_property("index_config", json.dumps(payload["config"]))
         scann_model.set_int_custom_property("meets_target", int(payload["meets_target"]))
+
+
+COMPONENT = "ScannIndex"
+
+
+def read_checks(input_dict, exec_properties, payload: dict, read: dict) -> list[dict]:
+    """Items indexed and rows scored, checked against the ValidationGate's counts (if wired)."""
+    if not input_dict.get("row_counts"):
+        return []
+    expected = row_counts.splits(artifact_utils.get_single_instance(input_dict["row_counts"]).uri)
+    train_split, eval_split = exec_properties["train_split"], exec_properties["eval_split"]
+    return [
+        row_counts.check(
+            COMPONENT, F.ITEMS_SPLIT, "items indexed", expected[F.ITEMS_SPLIT], payload["n_items"]
+        ),
+        row_counts.check(
+            COMPONENT,
+            train_split,
+            evaluate.TRAIN_EVENTS,
+            expected[train_split],
+            read[evaluate.TRAIN_EVENTS],
+        ),
+        row_counts.check(
+            COMPONENT,
+            eval_split,
+            evaluate.EVAL_QUERIES,
+            expected[eval_split],
+            read[evaluate.EVAL_QUERIES],
+        ),
+    ]
 
 
 def write_metrics(output: types.Artifact, payload: dict[str, Any]) -> None:
