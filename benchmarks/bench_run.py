@@ -83,9 +83,8 @@ def one_run(raw: str, output: str, extra: list[str]) -> dict:
         lines.append(line)
         if line.startswith("[pipeline] running the TFX pipeline") and export_done is None:
             export_done = time.perf_counter() - started
-        if match := _PROGRESS.match(line):
-            if match[2].startswith("running"):
-                memory.current = match[1]  # until the next one starts (the gaps count to it)
+        if (match := _PROGRESS.match(line)) and match[2].startswith("running"):
+            memory.current = match[1]  # until the next one starts (the gaps count to it)
     code = proc.wait()
     wall = time.perf_counter() - started
     memory.stop()
