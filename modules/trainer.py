@@ -30,13 +30,14 @@ import json
 import logging
 import os
 import re
+import time
 from typing import Any
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from modules import features as F
-from modules import row_counts, serving, training
+from modules import memory, row_counts, serving, training
 from modules import transform as T
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def run_fn(fn_args: Any) -> None:
     tft_output = tft.TFTransformOutput(transform_dir)
     spec = tft_output.raw_feature_spec()
 
+    started = time.perf_counter()
     train_columns = training.read_example_columns(fn_args.train_files, spec)
     _check_raw(train_columns, fn_args.train_files)
     items_files = split_patterns(list(fn_args.train_files), F.ITEMS_SPLIT)
@@ -90,6 +92,7 @@ def run_fn(fn_args: Any) -> None:
     )
     item_columns = training.read_example_columns(items_files, spec, item_names)
     checks = _count_checks(train_columns, item_columns, tft_output)
+    logger.info("Trainer read the examples in %.1f s", time.perf_counter() - started)
 
     trained = training.train(train_columns, item_columns, tft_output, custom_config)
     top_k = int(trained.settings["top_k"])
@@ -115,6 +118,9 @@ def run_fn(fn_args: Any) -> None:
         with tf.io.gfile.GFile(os.path.join(run_dir, SUMMARY_FILE), "w") as fh:
             fh.write(json.dumps(summary, indent=2))
     logger.info("two-tower trained: %s", summary)
+    del trained, train_columns, item_columns
+    tf.keras.backend.clear_session()
+    memory.release()
 
 
 def _count_checks(train_columns: dict, item_columns: dict, tft_output) -> list[dict]:

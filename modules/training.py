@@ -563,6 +563,11 @@ def train(
       ValueError: no training example could be built, or the catalogue is empty.
     """
     started = time.perf_counter()
+    phases: dict[str, float] = {}
+
+    def lap(name: str) -> None:  # seconds of each phase, for the log (what a long run spends)
+        phases[name] = round(time.perf_counter() - started - sum(phases.values()), 1)
+
     cfg = settings(custom_config)
     seed = int(cfg["seed"])
     tf.keras.utils.set_random_seed(seed)
@@ -581,10 +586,12 @@ def train(
     needed = set(T.ITEM_OUTPUTS) | set(T.USER_OUTPUTS)
     examples = {k: v for k, v in transform_columns(layer, raw, spec).items() if k in needed}
     examples[T.HISTORY_INDEX] = examples[T.HISTORY_INDEX].astype(np.int32)
+    lap("examples")
     counts = np.bincount(examples[T.ITEM_INDEX], minlength=sizes.items).astype(np.float64)
     probability = counts / counts.sum()
 
     items = prepare_catalogue(layer, item_columns, spec, sizes)
+    lap("catalogue")
     held_out = _validation_visitors(raw[F.VISITOR_ID], float(cfg["validation_share"]), seed)
     validation = {name: values[held_out] for name, values in examples.items()}
     examples = {name: values[~held_out] for name, values in examples.items()}
@@ -602,7 +609,9 @@ def train(
     stopper = EarlyStopping(model, items, validation, int(cfg["patience"]))
     fit = model.fit(dataset, epochs=int(cfg["epochs"]), verbose=0, callbacks=[stopper])
     stopper.restore_best()
+    lap("fit")
     boost = stopper.calibrate_repeat() if cfg["calibrate_repeat"] else 0.0
+    lap("calibrate_repeat")
     losses = [float(x) for x in fit.history.get("loss", [])]
     if log_every_epoch:
         logger.info(
@@ -613,14 +622,13 @@ def train(
             stopper.best_epoch + 1,
         )
 
-    vectors = []
-    for start in range(0, items.ids.size, _TRANSFORM_BATCH):
-        chunk = {k: v[start : start + _TRANSFORM_BATCH] for k, v in items.features.items()}
-        vectors.append(model.item_vectors(chunk).numpy())
+    vectors = stopper.item_vectors()
+    lap("item_vectors")
+    logger.info("two-tower training phases (s): %s", phases)
     return Trained(
         model=model,
         catalogue_ids=items.ids,
-        catalogue_vectors=np.concatenate(vectors),
+        catalogue_vectors=vectors,
         row_of_index=items.row_of_index,
         settings=cfg,
         history=losses,
@@ -698,26 +706,33 @@ class EarlyStopping(tf.keras.callbacks.Callback):
             return 0.0
         repeat = self._two_tower.repeat
         base = repeat.bucket_weights.numpy()
+        vectors = self.item_vectors()  # the repeat term does not change the item side
         results = []
         for boost in boosts:
             repeat.bucket_weights.assign(base + boost / M.REPEAT_SCALE)
-            results.append(self.recall())
+            results.append(self.recall(vectors))
         best = boosts[int(np.argmax(results))]  # the first (smallest) of equal results
         repeat.bucket_weights.assign(base + best / M.REPEAT_SCALE)
         self.boost_recalls = dict(zip(boosts, [round(r, 4) for r in results], strict=True))
         return float(best)
 
-    def recall(self) -> float:
-        """Recall@50 of the validation queries with the current weights."""
-        model, items = self._two_tower, self._items
-        vectors = np.concatenate(
+    def item_vectors(self) -> np.ndarray:
+        """The catalogue's candidate vectors with the current weights."""
+        features = self._items.features
+        return np.concatenate(
             [
-                model.item_vectors(
-                    {k: v[s : s + _TRANSFORM_BATCH] for k, v in items.features.items()}
+                self._two_tower.item_vectors(
+                    {k: v[s : s + _TRANSFORM_BATCH] for k, v in features.items()}
                 ).numpy()
-                for s in range(0, items.ids.size, _TRANSFORM_BATCH)
+                for s in range(0, self._items.ids.size, _TRANSFORM_BATCH)
             ]
         )
+
+    def recall(self, vectors: np.ndarray | None = None) -> float:
+        """Recall@50 of the validation queries with the current weights (or these item vectors)."""
+        model, items = self._two_tower, self._items
+        if vectors is None:
+            vectors = self.item_vectors()
         hits = 0
         for start in range(0, self._targets.size, 1024):
             part = {k: v[start : start + 1024] for k, v in self._validation.items()}

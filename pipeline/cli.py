@@ -223,9 +223,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _run_locked(args: argparse.Namespace, out: Path) -> int:
     from components.export import export
+    from modules import memory
     from pipeline import progress
 
     summary = export.export(args.raw, out / "export", **_export_kwargs(args))
+    memory.release()  # DuckDB's working memory, before the pipeline starts in this process
     state = "reused" if summary["reused"] else "written"
     print(f"[export] {state}: {out / 'export'}")
     print(format_export_summary(summary))

@@ -160,6 +160,27 @@ def build_html(
         for node, outputs in sorted(lineage.items())
         for key, uris in sorted(outputs.items())
     ]
+    counts = metrics.get("counts") or {}
+    count_rows = [
+        [
+            html.escape(c["component"]),
+            html.escape(c["split"]),
+            html.escape(c["what"]),
+            f"{c['expected']:,}",
+            f"{c['found']:,}",
+            "<span class='ok'>equal</span>"
+            if c["expected"] == c["found"]
+            else "<span class='bad'>MISMATCH</span>",
+        ]
+        for c in counts.get("checks", [])
+    ]
+    counts_html = (
+        "<h2>Row counts</h2><p>Every component that reads examples checks what it read against the "
+        "export's rows (a mismatch stops the run).</p>"
+        + _table(count_rows, ["component", "split", "what", "expected", "found", ""])
+        if count_rows
+        else ""
+    )
     ann = ""
     if metrics.get("ann"):
         ann_rows = [
@@ -179,6 +200,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}}td
 <img alt="Recall@K for every model" src="{recall_plot(models, curves)}">
 {ann}
 <h2>Data</h2>{_table(data_rows, ["", "value"])}
+{counts_html}
 <h2>Timings (s)</h2>{_table(timing_rows, ["component", "seconds"])}
 <h2>Lineage</h2>{_table(lineage_rows, ["component", "output", "artifact URI"])}
 </body></html>"""

@@ -49,6 +49,7 @@ def test_report_renders_with_key_numbers(real_run, tmp_path):
         assert name in dom
         assert f"{values['recall@50']:.4f}" in dom  # the table shows what metrics.json holds
     assert "Gate decision" in dom and "Lineage" in dom
+    assert "Row counts" in dom and "MISMATCH" not in dom  # every boundary's count, all equal
     assert f"{metrics['protocol']['n_eval_queries']:,}" in dom
     assert 'src="data:image/png;base64,' in dom  # the plot is embedded, no network needed
 

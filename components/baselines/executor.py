@@ -14,7 +14,7 @@ from tfx.types import artifact_utils
 from components import examples_io
 from components.baselines import baselines
 from modules import features as F
-from modules import row_counts
+from modules import memory, row_counts
 
 METRICS_FILE = "metrics.json"
 
@@ -51,6 +51,7 @@ class Executor(base_executor.BaseExecutor):
             names=names,
         )
         write_metrics(output, {**result, row_counts.CHECKS_KEY: result_checks})
+        memory.release()
 
 
 COMPONENT = "Baselines"

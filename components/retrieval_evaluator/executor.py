@@ -16,7 +16,7 @@ from tfx.utils import io_utils, path_utils
 from components.baselines import executor as baselines_executor
 from components.retrieval_evaluator import evaluate, gate
 from components.scann_index import executor as scann_executor
-from modules import row_counts
+from modules import memory, row_counts
 
 EVALUATION_FILE = "metrics.json"
 
@@ -28,6 +28,7 @@ def _evaluate(model: types.Artifact, examples: types.Artifact, props: dict[str, 
         exclude_seen=bool(props["exclude_seen"]),
         train_split=props["train_split"],
         eval_split=props["eval_split"],
+        exact_vectors=True,  # the Trainer's models are brute force: same scores, 3x faster
     )
 
 
@@ -84,6 +85,7 @@ class Executor(base_executor.BaseExecutor):
         write_outputs(
             evaluation, blessing, model, previous_model, metrics, curve, previous, decision, checks
         )
+        memory.release()
 
 
 COMPONENT = "RetrievalEvaluator"

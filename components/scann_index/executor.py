@@ -24,7 +24,7 @@ from components import examples_io
 from components.retrieval_evaluator import evaluate
 from components.scann_index import index
 from components.scann_index import serving as scann_serving
-from modules import evaluation, row_counts, serving
+from modules import evaluation, memory, row_counts, serving
 from modules import features as F
 from pipeline import configs
 
@@ -210,6 +210,7 @@ class Executor(base_executor.BaseExecutor):
         write_metrics(metrics, payload)
         scann_model.set_string_custom_property("index_config", json.dumps(payload["config"]))
         scann_model.set_int_custom_property("meets_target", int(payload["meets_target"]))
+        memory.release()
 
 
 COMPONENT = "ScannIndex"
