@@ -1,6 +1,8 @@
 """Artifact types shared by several components (each component's own types stay beside it)."""
 
-from tfx.types import artifact
+from tfx.types import artifact, artifact_utils
+
+from modules import row_counts
 
 
 class RowCounts(artifact.Artifact):
@@ -11,3 +13,10 @@ class RowCounts(artifact.Artifact):
     """
 
     TYPE_NAME = "retailrec.RowCounts"
+
+
+def verified_counts(input_dict: dict, key: str = "row_counts") -> dict[str, int] | None:
+    """The RowCounts input of an executor as ``{split: rows, ...}``; None when not wired."""
+    if not input_dict.get(key):
+        return None
+    return row_counts.splits(artifact_utils.get_single_instance(input_dict[key]).uri)

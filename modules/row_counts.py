@@ -44,6 +44,13 @@ def check(component: str, split: str, what: str, expected: int, found: int) -> d
     return record
 
 
+def check_reads(
+    component: str, expected: dict[str, int], reads: list[tuple[str, str, int]]
+) -> list[dict]:
+    """``check`` for each ``(split, what, found)`` read against ``expected[split]``."""
+    return [check(component, split, what, expected[split], found) for split, what, found in reads]
+
+
 def write(uri: str, payload: dict) -> None:
     """Writes a counts payload (``{"splits": {...}, CHECKS_KEY: [...]}``) into a folder."""
     import tensorflow as tf

@@ -12,6 +12,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components import examples_io
+from components.artifacts import verified_counts
 from components.baselines import baselines
 from modules import features as F
 from modules import memory, row_counts
@@ -59,24 +60,22 @@ COMPONENT = "Baselines"
 
 def read_checks(input_dict, exec_properties, train: dict, queries: dict) -> list[dict]:
     """The rows and eval visitors read, checked against the ValidationGate's counts (if wired)."""
-    if not input_dict.get("row_counts"):
+    expected = verified_counts(input_dict)
+    if expected is None:
         return []
-    expected = row_counts.splits(artifact_utils.get_single_instance(input_dict["row_counts"]).uri)
     train_split, eval_split = exec_properties["train_split"], exec_properties["eval_split"]
-    return [
+    visitors = len(set(queries[F.VISITOR_ID].tolist()))
+    return row_counts.check_reads(
+        COMPONENT,
+        expected,
+        [
+            (train_split, "train events", len(train[F.ITEM_ID])),
+            (eval_split, "eval queries", len(queries[F.ITEM_ID])),
+        ],
+    ) + [
         row_counts.check(
-            COMPONENT, train_split, "train events", expected[train_split], len(train[F.ITEM_ID])
-        ),
-        row_counts.check(
-            COMPONENT, eval_split, "eval queries", expected[eval_split], len(queries[F.ITEM_ID])
-        ),
-        row_counts.check(
-            COMPONENT,
-            eval_split,
-            "eval visitors",
-            expected["eval_visitors"],
-            len(set(queries[F.VISITOR_ID].tolist())),
-        ),
+            COMPONENT, eval_split, "eval visitors", expected["eval_visitors"], visitors
+        )
     ]
 
 

@@ -51,19 +51,27 @@ def recommend(model_dir: str, eval_files: list[str], batch_size: int = configs.E
 
     model = tf.saved_model.load(model_dir)
     signature = model.signatures[serving.EVAL_SIGNATURE]
+    visitors, targets, lists = [], [], []
+    for records, visitor, target in _eval_batches(eval_files, batch_size):
+        out = signature(examples=records)
+        visitors.append(visitor)
+        targets.append(target)
+        lists.append(out[serving.OUTPUT_CLASSES].numpy().astype(np.int64))
+    return np.concatenate(visitors), np.concatenate(targets), np.concatenate(lists)
+
+
+def _eval_batches(eval_files: list[str], batch_size: int):
+    """Yields (serialized examples, their visitor ids, their target item ids), in file order."""
+    import tensorflow as tf
+
     spec = {
         F.VISITOR_ID: tf.io.FixedLenFeature([], tf.int64),
         F.ITEM_ID: tf.io.FixedLenFeature([], tf.int64),
     }
-    visitors, targets, lists = [], [], []
     dataset = tf.data.TFRecordDataset(eval_files, compression_type="GZIP").batch(batch_size)
     for records in dataset:
         parsed = tf.io.parse_example(records, spec)
-        out = signature(examples=records)
-        visitors.append(parsed[F.VISITOR_ID].numpy())
-        targets.append(parsed[F.ITEM_ID].numpy())
-        lists.append(out[serving.OUTPUT_CLASSES].numpy().astype(np.int64))
-    return np.concatenate(visitors), np.concatenate(targets), np.concatenate(lists)
+        yield records, parsed[F.VISITOR_ID].numpy(), parsed[F.ITEM_ID].numpy()
 
 
 # Columns per group of the exact top-k's prefilter (``top_rows``); 16 was fastest on 400k columns.
@@ -142,14 +150,8 @@ def recommend_exact(
     k = min(serving.EVAL_TOP_K, n_items)
     signature = model.signatures[serving.QUERY_SIGNATURE]
     query_spec = dict(signature.structured_input_signature[1])
-    spec = {
-        F.VISITOR_ID: tf.io.FixedLenFeature([], tf.int64),
-        F.ITEM_ID: tf.io.FixedLenFeature([], tf.int64),
-    }
     visitors, targets, lists = [], [], []
-    dataset = tf.data.TFRecordDataset(eval_files, compression_type="GZIP").batch(batch_size)
-    for records in dataset:
-        parsed = tf.io.parse_example(records, spec)
+    for records, visitor, target in _eval_batches(eval_files, batch_size):
         out = signature(**parse_user_columns(records, query_spec))
         query = out["query"].numpy().astype(np.float32)
         scores = buffer[: len(query)]
@@ -158,8 +160,8 @@ def recommend_exact(
         rows, bonus = out["history_rows"].numpy(), out["repeat_bonus"].numpy()
         valid = rows >= 0
         np.add.at(scores, (np.nonzero(valid)[0], rows[valid]), bonus[valid].astype(np.float32))
-        visitors.append(parsed[F.VISITOR_ID].numpy())
-        targets.append(parsed[F.ITEM_ID].numpy())
+        visitors.append(visitor)
+        targets.append(target)
         lists.append(item_ids[top_rows(scores, k)])
     return np.concatenate(visitors), np.concatenate(targets), np.concatenate(lists)
 

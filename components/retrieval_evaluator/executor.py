@@ -13,6 +13,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
+from components.artifacts import verified_counts
 from components.baselines import executor as baselines_executor
 from components.retrieval_evaluator import evaluate, gate
 from components.scann_index import executor as scann_executor
@@ -93,36 +94,21 @@ COMPONENT = "RetrievalEvaluator"
 
 def read_checks(input_dict, exec_properties, model: types.Artifact, read: dict) -> list[dict]:
     """Rows scored here and read by the Trainer and Transform, against the gate's counts."""
-    if not input_dict.get("row_counts"):
+    expected = verified_counts(input_dict)
+    if expected is None:
         return []
-    expected = row_counts.splits(artifact_utils.get_single_instance(input_dict["row_counts"]).uri)
-    train_split, eval_split = exec_properties["train_split"], exec_properties["eval_split"]
-    checks = [
-        row_counts.check(
-            COMPONENT,
-            eval_split,
-            evaluate.EVAL_QUERIES,
-            expected[eval_split],
-            read[evaluate.EVAL_QUERIES],
-        ),
-        row_counts.check(
-            COMPONENT,
-            train_split,
-            evaluate.TRAIN_EVENTS,
-            expected[train_split],
-            read[evaluate.TRAIN_EVENTS],
-        ),
-    ]
+    checks = row_counts.check_reads(
+        COMPONENT,
+        expected,
+        [
+            (exec_properties["eval_split"], evaluate.EVAL_QUERIES, read[evaluate.EVAL_QUERIES]),
+            (exec_properties["train_split"], evaluate.TRAIN_EVENTS, read[evaluate.TRAIN_EVENTS]),
+        ],
+    )
     # What the Trainer wrote beside its model (modules/trainer.py): its reads and Transform's.
-    for check in row_counts.read(model.uri)[row_counts.CHECKS_KEY]:
-        checks.append(
-            row_counts.check(
-                check["component"],
-                check["split"],
-                check["what"],
-                expected[check["split"]],
-                check["found"],
-            )
+    for done in row_counts.read(model.uri)[row_counts.CHECKS_KEY]:
+        checks += row_counts.check_reads(
+            done["component"], expected, [(done["split"], done["what"], done["found"])]
         )
     return checks
 

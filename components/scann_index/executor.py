@@ -21,6 +21,7 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from components import examples_io
+from components.artifacts import verified_counts
 from components.retrieval_evaluator import evaluate
 from components.scann_index import index
 from components.scann_index import serving as scann_serving
@@ -218,29 +219,18 @@ COMPONENT = "ScannIndex"
 
 def read_checks(input_dict, exec_properties, payload: dict, read: dict) -> list[dict]:
     """Items indexed and rows scored, checked against the ValidationGate's counts (if wired)."""
-    if not input_dict.get("row_counts"):
+    expected = verified_counts(input_dict)
+    if expected is None:
         return []
-    expected = row_counts.splits(artifact_utils.get_single_instance(input_dict["row_counts"]).uri)
-    train_split, eval_split = exec_properties["train_split"], exec_properties["eval_split"]
-    return [
-        row_counts.check(
-            COMPONENT, F.ITEMS_SPLIT, "items indexed", expected[F.ITEMS_SPLIT], payload["n_items"]
-        ),
-        row_counts.check(
-            COMPONENT,
-            train_split,
-            evaluate.TRAIN_EVENTS,
-            expected[train_split],
-            read[evaluate.TRAIN_EVENTS],
-        ),
-        row_counts.check(
-            COMPONENT,
-            eval_split,
-            evaluate.EVAL_QUERIES,
-            expected[eval_split],
-            read[evaluate.EVAL_QUERIES],
-        ),
-    ]
+    return row_counts.check_reads(
+        COMPONENT,
+        expected,
+        [
+            (F.ITEMS_SPLIT, "items indexed", payload["n_items"]),
+            (exec_properties["train_split"], evaluate.TRAIN_EVENTS, read[evaluate.TRAIN_EVENTS]),
+            (exec_properties["eval_split"], evaluate.EVAL_QUERIES, read[evaluate.EVAL_QUERIES]),
+        ],
+    )
 
 
 def write_metrics(output: types.Artifact, payload: dict[str, Any]) -> None:
