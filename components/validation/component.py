@@ -2,7 +2,7 @@
 
 ExampleValidator only reports anomalies; ``ValidationGate`` turns them, and any split whose
 examples do not number the export's rows, into a failed run before anything trains. Its
-``validated_schema`` output is what Transform and the Trainer consume and its ``row_counts`` what
+``validated_schema`` output is what Transform and the Trainer consume and its ``counts`` what
 the Baselines, ScannIndex and RetrievalEvaluator check their reads against, so the order is
 enforced by the DAG itself (fail closed).
 """
