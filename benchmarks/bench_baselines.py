@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 from components.baselines import baselines
-from modules import evaluation, features
+from modules import features, metrics, ranking
 
 FULL_SCALE = {"events": 2_756_101, "visitors": 1_407_580, "items": 235_061, "eval_visitors": 32_000}
 _SPAN_MS = 138 * 24 * 3600 * 1000  # 2015-05-03 .. 2015-09-18
@@ -164,11 +164,11 @@ def _worker(data_path: str, name: str, exclude_seen: bool) -> dict:
     index_s = time.perf_counter() - started
     eval_visitors = np.unique(data["query_visitors"])
     started = time.perf_counter()
-    lists = baselines.run_baseline(name, train, eval_visitors, evaluation.LIST_LENGTH, exclude_seen)
+    lists = baselines.run_baseline(name, train, eval_visitors, ranking.LIST_LENGTH, exclude_seen)
     rank_s = time.perf_counter() - started
     started = time.perf_counter()
-    per_query = evaluation.lists_for_queries(lists, eval_visitors, data["query_visitors"])
-    metrics = evaluation.evaluate(per_query, data["query_items"], train.n_items)
+    per_query = metrics.lists_for_queries(lists, eval_visitors, data["query_visitors"])
+    values = metrics.evaluate(per_query, data["query_items"], train.n_items)
     evaluate_s = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     return {
@@ -177,7 +177,7 @@ def _worker(data_path: str, name: str, exclude_seen: bool) -> dict:
         "rank_s": rank_s,
         "evaluate_s": evaluate_s,
         "peak_rss_mib": peak_mib,
-        **metrics,
+        **values,
     }
 
 

@@ -57,7 +57,8 @@ def _one(export_dir: str, work: str, mode: str, workers: int) -> dict:
     from tfx import v1 as tfx
     from tfx.orchestration.pipeline import RunOptions
 
-    from pipeline import beam_patches, configs, local_runner, pipeline, results
+    from pipeline import beam_patches, configs, local_runner, pipeline
+    from reporting import results
 
     if mode == "in_memory_sdist":
         beam_args = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]

@@ -31,8 +31,8 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 from components.baselines import baselines  # noqa: E402
-from modules import evaluation, training  # noqa: E402
 from modules import features as F  # noqa: E402
+from modules import metrics, ranking, training  # noqa: E402
 
 
 def _parse_settings(text: str) -> dict:
@@ -100,14 +100,12 @@ def run_export(export_dir: Path, base: dict, variants: list[dict], args) -> dict
             train[F.ITEM_ID],
             train[F.TIMESTAMP],
             eval_visitors,
-            k=evaluation.LIST_LENGTH,
+            k=ranking.LIST_LENGTH,
             exclude_seen=args.exclude_seen,
             names=names,
         )
         for name in names:
-            per_query = evaluation.lists_for_queries(
-                lists[name], eval_visitors, queries[F.VISITOR_ID]
-            )
+            per_query = metrics.lists_for_queries(lists[name], eval_visitors, queries[F.VISITOR_ID])
             result["models"][name] = _metrics(per_query, queries[F.ITEM_ID], n_train_items, seen)
         result["timings_s"]["baselines"] = time.perf_counter() - base_started
 
@@ -133,10 +131,10 @@ def run_export(export_dir: Path, base: dict, variants: list[dict], args) -> dict
             else None
         )
         lists = training.recommend(
-            trained, tft_output, queries, k=evaluation.LIST_LENGTH, exclude=exclude
+            trained, tft_output, queries, k=ranking.LIST_LENGTH, exclude=exclude
         )
-        metrics = _metrics(lists, queries[F.ITEM_ID], n_train_items, seen)
-        result["models"][name] = metrics
+        values = _metrics(lists, queries[F.ITEM_ID], n_train_items, seen)
+        result["models"][name] = values
         result["timings_s"][name] = {
             "train": trained.seconds,
             "score": time.perf_counter() - score_started,
@@ -152,7 +150,7 @@ def run_export(export_dir: Path, base: dict, variants: list[dict], args) -> dict
             + [round(float(trained.model.repeat.weight_of_count.numpy()), 3)],
         }
         print(
-            f"  {name}: recall@50 {metrics['recall@50']:.4f}  train {trained.seconds:.0f}s "
+            f"  {name}: recall@50 {values['recall@50']:.4f}  train {trained.seconds:.0f}s "
             f"({trained.n_examples:,} examples)  repeat {result['timings_s'][name]['repeat_weights']}  "
             f"validation {trained.validation_recalls} -> epoch {trained.best_epoch}; "
             f"boost {trained.boost_recalls} -> {trained.repeat_boost}",
@@ -177,12 +175,12 @@ def _seen_targets(train: dict, queries: dict) -> np.ndarray:
 
 
 def _metrics(lists: np.ndarray, targets: np.ndarray, n_train_items: int, seen: np.ndarray) -> dict:
-    """The protocol's metrics plus Recall@50 split into repeat and new-item queries."""
-    metrics = evaluation.evaluate(lists, targets, n_train_items)
-    hits = evaluation.hit_ranks(lists, targets) > 0
-    metrics["recall@50_repeat"] = float(hits[seen].mean()) if seen.any() else 0.0
-    metrics["recall@50_new"] = float(hits[~seen].mean()) if (~seen).any() else 0.0
-    return metrics
+    """The protocol's values plus Recall@50 split into repeat and new-item queries."""
+    values = metrics.evaluate(lists, targets, n_train_items)
+    hits = metrics.hit_ranks(lists, targets) > 0
+    values["recall@50_repeat"] = float(hits[seen].mean()) if seen.any() else 0.0
+    values["recall@50_new"] = float(hits[~seen].mean()) if (~seen).any() else 0.0
+    return values
 
 
 def _key(settings: dict) -> str:
@@ -190,14 +188,14 @@ def _key(settings: dict) -> str:
 
 
 def _print_table(result: dict) -> None:
-    names = (*evaluation.metric_names(), "recall@50_repeat", "recall@50_new")
+    names = (*metrics.metric_names(), "recall@50_repeat", "recall@50_new")
     print(
         f"  repeat queries (target seen by the visitor in train): {result['repeat_query_share']:.3f}"
     )
     width = max(len(n) for n in result["models"]) + 2
     print("  " + "model".ljust(width) + " ".join(f"{n[:16]:>16}" for n in names))
-    for model, metrics in result["models"].items():
-        print("  " + model.ljust(width) + " ".join(f"{metrics[n]:>16.4f}" for n in names))
+    for model, values in result["models"].items():
+        print("  " + model.ljust(width) + " ".join(f"{values[n]:>16.4f}" for n in names))
     best = max(
         (m for m in result["models"] if not m.startswith("two_tower")),
         key=lambda m: result["models"][m]["recall@50"],
@@ -205,9 +203,9 @@ def _print_table(result: dict) -> None:
     )
     if best:
         bar = result["models"][best]["recall@50"]
-        for model, metrics in result["models"].items():
+        for model, values in result["models"].items():
             if model.startswith("two_tower") and bar > 0:
-                print(f"  {model}: {metrics['recall@50'] / bar:.3f}x best baseline ({best})")
+                print(f"  {model}: {values['recall@50'] / bar:.3f}x best baseline ({best})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 
-from pipeline.errors import RetailrecError
+from modules.errors import RetailrecError
 
 COUNTS_FILE = "row_counts.json"  # in a RowCounts artifact, and beside a trained model
 CHECKS_KEY = "count_checks"  # the list of checks inside each component's own JSON output

@@ -34,9 +34,9 @@ from typing import Any
 
 import tensorflow as tf
 
+from modules import constants
 from modules import features as F
 from modules import transform as T
-from pipeline import configs
 
 SERVING_SIGNATURE = "serving_default"
 EVAL_SIGNATURE = "serve_tf_examples"
@@ -44,7 +44,7 @@ QUERY_SIGNATURE = "user_vectors"
 CATALOGUE_SIGNATURE = "catalogue"
 # DESIGN 5 scores the top 50; the evaluator signature returns more so that ``exclude_seen`` can drop
 # the visitor's train items (at most the history length) and still leave 50.
-EVAL_TOP_K = configs.EVAL_CANDIDATES
+EVAL_TOP_K = constants.EVAL_CANDIDATES
 # The outputs of serving_default and of the evaluator signature.
 OUTPUT_ITEM_IDS = "item_ids"
 OUTPUT_SCORES = "scores"

@@ -17,9 +17,12 @@ import tensorflow as tf  # noqa: E402
 
 from components.export import export as E  # noqa: E402
 from data.generator import generate  # noqa: E402
+from modules import (  # noqa: E402
+    constants,  # noqa: E402
+    serving,
+    training,
+)
 from modules import features as F  # noqa: E402
-from modules import serving, training  # noqa: E402
-from pipeline import configs  # noqa: E402
 
 TOP_K = 10
 SETTINGS = {"epochs": 2, "embedding_dim": 16, "hidden_dim": 32, "batch_size": 256}
@@ -113,7 +116,7 @@ def _odd_requests(first: dict, catalogue_ids: list[int]) -> dict[str, dict]:
     """Requests a live shop sends that no eval row looks like, by name."""
     known = [str(i) for i in catalogue_ids]
     # 20x the history the model reads, known ids with repeats, unknown ids and junk tokens.
-    oversized = [known[(7 * i) % len(known)] for i in range(20 * configs.MODEL_HISTORY_LENGTH)]
+    oversized = [known[(7 * i) % len(known)] for i in range(20 * constants.MODEL_HISTORY_LENGTH)]
     oversized[1::9] = ["999999999999"] * len(oversized[1::9])
     oversized[4::11] = ["not-an-id"] * len(oversized[4::11])
     spaced = first[F.HISTORY].split()[:5]
@@ -125,7 +128,7 @@ def _odd_requests(first: dict, catalogue_ids: list[int]) -> dict[str, dict]:
         # What the model reads of it: the most recent MODEL_HISTORY_LENGTH items.
         "oversized_cut": {
             **first,
-            F.HISTORY: " ".join(oversized[: configs.MODEL_HISTORY_LENGTH]),
+            F.HISTORY: " ".join(oversized[: constants.MODEL_HISTORY_LENGTH]),
         },
         "only_unknown_items": {**first, F.HISTORY: "999999999999 888888888888 -5 x"},
         "extra_spaces": {**first, F.HISTORY: "  " + "   ".join(spaced) + " \t "},

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from modules import constants
 from modules import features as F
 from modules import model as M
 from modules import transform as T
-from pipeline import configs
 
 logger = logging.getLogger(__name__)
 
@@ -54,23 +54,23 @@ def settings(custom_config: dict[str, Any] | None = None) -> dict[str, Any]:
     same custom_config may carry the transform's keys).
     """
     merged = {
-        "embedding_dim": configs.MODEL_EMBEDDING_DIM,
-        "encoder": configs.MODEL_ENCODER,
-        "use_visitor": configs.MODEL_USE_VISITOR,
-        "use_time": configs.MODEL_USE_TIME,
-        "hidden_dim": configs.MODEL_HIDDEN_DIM,
-        "dropout": configs.MODEL_DROPOUT,
-        "epochs": configs.MODEL_EPOCHS,
-        "batch_size": configs.MODEL_BATCH_SIZE,
-        "learning_rate": configs.MODEL_LEARNING_RATE,
-        "horizon_days": configs.MODEL_HORIZON_DAYS,
-        "examples_per_event": configs.MODEL_EXAMPLES_PER_EVENT,
-        "negatives": configs.MODEL_NEGATIVES,
-        "validation_share": configs.MODEL_VALIDATION_SHARE,
-        "patience": configs.MODEL_PATIENCE,
-        "calibrate_repeat": configs.MODEL_CALIBRATE_REPEAT,
-        "seed": configs.MODEL_SEED,
-        "top_k": configs.SERVING_TOP_K,
+        "embedding_dim": constants.MODEL_EMBEDDING_DIM,
+        "encoder": constants.MODEL_ENCODER,
+        "use_visitor": constants.MODEL_USE_VISITOR,
+        "use_time": constants.MODEL_USE_TIME,
+        "hidden_dim": constants.MODEL_HIDDEN_DIM,
+        "dropout": constants.MODEL_DROPOUT,
+        "epochs": constants.MODEL_EPOCHS,
+        "batch_size": constants.MODEL_BATCH_SIZE,
+        "learning_rate": constants.MODEL_LEARNING_RATE,
+        "horizon_days": constants.MODEL_HORIZON_DAYS,
+        "examples_per_event": constants.MODEL_EXAMPLES_PER_EVENT,
+        "negatives": constants.MODEL_NEGATIVES,
+        "validation_share": constants.MODEL_VALIDATION_SHARE,
+        "patience": constants.MODEL_PATIENCE,
+        "calibrate_repeat": constants.MODEL_CALIBRATE_REPEAT,
+        "seed": constants.MODEL_SEED,
+        "top_k": constants.SERVING_TOP_K,
     }
     for key, value in (custom_config or {}).items():
         if key in merged:
@@ -857,7 +857,7 @@ def recommend(
       exclude: optional [Q, M] boolean mask (or scipy.sparse) of catalogue items to drop.
       chunk: queries scored at once.
     """
-    from modules import evaluation
+    from modules import ranking
 
     n = len(query_columns[F.VISITOR_ID])
     lists = []
@@ -865,5 +865,5 @@ def recommend(
         part = {name: values[start : start + chunk] for name, values in query_columns.items()}
         scores = score_queries(trained, tft_output, part)
         mask = None if exclude is None else exclude[start : start + chunk]
-        lists.append(evaluation.top_k_items(scores, trained.catalogue_ids, k, exclude=mask))
+        lists.append(ranking.top_k_items(scores, trained.catalogue_ids, k, exclude=mask))
     return np.concatenate(lists)

@@ -44,8 +44,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow_transform import schema_inference
 
+from modules import constants
 from modules import features as F
-from pipeline import configs
 
 _SUFFIX = "_xf"
 
@@ -108,10 +108,10 @@ def settings(custom_config: dict[str, Any] | None) -> dict[str, Any]:
     Keys: ``history_length``, ``text_hash_buckets``, ``text_max_tokens``, ``visitor_min_count``.
     """
     merged = {
-        "history_length": configs.MODEL_HISTORY_LENGTH,
-        "text_hash_buckets": configs.TEXT_HASH_BUCKETS,
-        "text_max_tokens": configs.TEXT_MAX_TOKENS,
-        "visitor_min_count": configs.VISITOR_MIN_COUNT,
+        "history_length": constants.MODEL_HISTORY_LENGTH,
+        "text_hash_buckets": constants.TEXT_HASH_BUCKETS,
+        "text_max_tokens": constants.TEXT_MAX_TOKENS,
+        "visitor_min_count": constants.VISITOR_MIN_COUNT,
     }
     for key, value in (custom_config or {}).items():
         if key in merged:

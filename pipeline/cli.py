@@ -19,9 +19,10 @@ import sys  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from modules import constants  # noqa: E402
 from modules import features as F  # noqa: E402
+from modules.errors import RetailrecError  # noqa: E402
 from pipeline import configs  # noqa: E402
-from pipeline.errors import RetailrecError  # noqa: E402
 
 EXIT_COMPONENT_FAILED = 1  # a component failed: one line names it; the traceback is in the log
 EXIT_BAD_INPUT = 2  # bad input, data anomalies or a row-count mismatch: the message says where
@@ -33,7 +34,9 @@ warnings.filterwarnings("ignore", category=FutureWarning, module="google.api_cor
 
 def _add_export_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--cutoff", default=configs.DEFAULT_CUTOFF, help="train = events at or before it (UTC date)"
+        "--cutoff",
+        default=constants.DEFAULT_CUTOFF,
+        help="train = events at or before it (UTC date)",
     )
     parser.add_argument(
         "--sample-items",
@@ -41,12 +44,12 @@ def _add_export_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="keep N items drawn from those ever available=1 (the original protocol used 10000)",
     )
-    parser.add_argument("--sample-seed", type=int, default=configs.SAMPLE_ITEMS_SEED)
-    parser.add_argument("--history-length", type=int, default=configs.HISTORY_LENGTH)
+    parser.add_argument("--sample-seed", type=int, default=constants.SAMPLE_ITEMS_SEED)
+    parser.add_argument("--history-length", type=int, default=constants.HISTORY_LENGTH)
     parser.add_argument(
         "--min-coverage",
         type=float,
-        default=configs.PROPERTY_MIN_COVERAGE,
+        default=constants.PROPERTY_MIN_COVERAGE,
         help="keep properties present for at least this share of items",
     )
 
@@ -83,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--min-recall",
         type=float,
-        default=configs.MIN_RECALL_AT_50,
+        default=constants.MIN_RECALL_AT_50,
         help="the gate's absolute floor of Recall@50",
     )
     run.add_argument(
@@ -237,7 +240,8 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
     failure = None
     with progress.pipeline_logging(log_file, quiet=not args.verbose) as components:
         # Imported here: TensorFlow's import-time noise goes to the log file too.
-        from pipeline import local_runner, report, results
+        from pipeline import local_runner
+        from reporting import report, results
 
         mode = local_runner.beam_mode(args.beam_mode, summary["split"]["n_train"])
         workers = local_runner.beam_workers(mode, args.beam_workers)
@@ -302,7 +306,7 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
 def _cmd_recommend(args: argparse.Namespace) -> int:
     import time
 
-    from pipeline import recommend
+    from reporting import recommend
 
     model = Path(args.model).resolve()
     export_dir = args.export or str(
@@ -333,7 +337,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from pipeline import stats_report
+    from reporting import stats_report
 
     print(f"TFDV statistics page written: {stats_report.write(args.output, args.html)}")
     return 0

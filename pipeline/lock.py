@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import Iterator
 
-from pipeline.errors import RetailrecError
+from modules.errors import RetailrecError
 
 LOCK_FILE = ".retailrec.lock"
 

@@ -19,8 +19,8 @@ from components.pusher.component import Pusher
 from components.retrieval_evaluator.component import RetrievalEvaluator
 from components.scann_index.component import ScannIndex
 from components.validation.component import CurateSchema, ValidationGate
+from modules import constants
 from modules import features as F
-from pipeline import configs
 
 PREPROCESSING_FN = "modules.transform.preprocessing_fn"
 RUN_FN = "modules.trainer.run_fn"
@@ -48,8 +48,8 @@ def create_pipeline(
     baselines: list[str] | tuple[str, ...] = BASELINE_NAMES,
     exclude_seen: bool = False,
     training_config: dict[str, Any] | None = None,
-    min_recall: float = configs.MIN_RECALL_AT_50,
-    scann_target_recall: float = configs.SCANN_TARGET_RECALL,
+    min_recall: float = constants.MIN_RECALL_AT_50,
+    scann_target_recall: float = constants.SCANN_TARGET_RECALL,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
     vertex_training_args: dict[str, Any] | None = None,

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from data import fixtures, generator
-from pipeline import cli, configs, local_runner, results
+from pipeline import cli, configs, local_runner
+from reporting import results
 
 
 @dataclass

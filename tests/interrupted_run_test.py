@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from data import generator
-from pipeline import configs, local_runner, results
+from pipeline import configs, local_runner
+from reporting import results
 
 pytestmark = pytest.mark.slow
 

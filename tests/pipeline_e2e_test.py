@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from modules import evaluation
 from modules import features as F
-from pipeline import cli, configs, results
+from modules import metrics
+from pipeline import cli, configs
+from reporting import results
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +89,7 @@ def test_metrics_json_follows_the_contract(real_run):
         "item_item_cf",
         "svd",
     ):
-        assert set(metrics["models"][name]) == set(evaluation.metric_names())
+        assert set(metrics["models"][name]) == set(metrics.metric_names())
     assert metrics["best_baseline"] in metrics["models"]
     assert {"Baselines", "Trainer", "RetrievalEvaluator"} <= set(metrics["timings_s"])
 
@@ -104,7 +105,7 @@ def test_blessed_model_is_pushed_in_tf_serving_layout(tiny_run):
     assert (scann_version / "saved_model.pb").is_file()
     ann = tiny_run.metrics["ann"]
     assert ann["meets_target"] and ann["recall_vs_exact@50"] >= 0.95
-    assert set(tiny_run.metrics["models"]["two_tower_scann"]) == set(evaluation.metric_names())
+    assert set(tiny_run.metrics["models"]["two_tower_scann"]) == set(metrics.metric_names())
 
 
 def test_the_output_folder_holds_no_needless_copy(tiny_run):

@@ -10,7 +10,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 from modules import features as F
-from pipeline import cli, recommend
+from pipeline import cli
+from reporting import recommend
 
 pytestmark = pytest.mark.slow
 

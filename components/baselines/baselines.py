@@ -14,7 +14,7 @@ Beyond the five, `item_knn_recency` (item-item CF whose seen items fade with age
 optional baseline, run by name (`EXTRA_BASELINE_NAMES`).
 
 CF baselines never recommend items with score 0. Ties (within TIE_EPSILON) go to the ascending item id,
-neighbour ties to the ascending visitor or item id (`modules.evaluation.top_k_from_candidates`).
+neighbour ties to the ascending visitor or item id (`modules.ranking.top_k_from_candidates`).
 
 Scale: the full RetailRocket log (1.4M visitors x 235k items) fits in a few hundred MB as CSR. Every
 similarity product is restricted to what the eval visitors need (their rows for user-user CF, the items
@@ -32,8 +32,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
-from modules import evaluation
-from pipeline.configs import TIE_EPSILON
+from modules import metrics, ranking
+from modules.constants import TIE_EPSILON
 
 # The protocol's five baselines (DESIGN 5), the names of metrics.json (DESIGN 8).
 BASELINE_NAMES = ("most_popular", "recently_viewed", "user_user_cf", "item_item_cf", "svd")
@@ -185,15 +185,15 @@ def most_popular(
     """
     rows = eval_rows(train, eval_visitors)
     n_items = train.n_items
-    ranking = evaluation.top_k_from_candidates(
+    popular_order = ranking.top_k_from_candidates(
         np.zeros(n_items, np.int64), np.arange(n_items), train.item_events, 1, n_items
     )[0]
     seen = train.seen[rows] if exclude_seen else None
-    return _follow_ranking(ranking, train.item_ids, seen, rows.size, k)
+    return _follow_ranking(popular_order, train.item_ids, seen, rows.size, k)
 
 
 def _follow_ranking(
-    ranking: np.ndarray, item_ids: np.ndarray, seen: sp.csr_matrix | None, n_rows: int, k: int
+    order: np.ndarray, item_ids: np.ndarray, seen: sp.csr_matrix | None, n_rows: int, k: int
 ) -> np.ndarray:
     """Lists that follow one global ranking of columns, minus each row's seen columns.
 
@@ -201,18 +201,18 @@ def _follow_ranking(
     only n * k + nnz(seen) candidates are materialised; their (negated) rank is their score.
     """
     if seen is None:
-        head = ranking[:k]
-        lists = np.full((n_rows, k), evaluation.PAD_ID, dtype=np.int64)
+        head = order[:k]
+        lists = np.full((n_rows, k), ranking.PAD_ID, dtype=np.int64)
         lists[:, : head.size] = item_ids[head]
         return lists
-    n_items = ranking.size
+    n_items = order.size
     length = np.minimum(k + np.diff(seen.indptr), n_items)
     cand_rows = np.repeat(np.arange(n_rows, dtype=np.int64), length)
     rank = np.arange(cand_rows.size, dtype=np.int64) - np.repeat(np.cumsum(length) - length, length)
-    cand_cols = ranking[rank]
+    cand_cols = order[rank]
     seen_rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(seen.indptr))
     keep = ~np.isin(cand_rows * n_items + cand_cols, seen_rows * n_items + seen.indices)
-    return evaluation.top_k_from_candidates(
+    return ranking.top_k_from_candidates(
         cand_rows[keep], item_ids[cand_cols[keep]], -rank[keep].astype(np.float64), n_rows, k
     )
 
@@ -235,7 +235,7 @@ def recently_viewed(
     """
     rows = eval_rows(train, eval_visitors)
     exclude = train.seen[rows] if exclude_seen else None
-    return evaluation.top_k_items(train.last_seen[rows], train.item_ids, k, exclude=exclude)
+    return ranking.top_k_items(train.last_seen[rows], train.item_ids, k, exclude=exclude)
 
 
 def user_user_cf(
@@ -266,7 +266,7 @@ def user_user_cf(
     item_degree = np.diff(train.seen_by_item.indptr).astype(np.float64)
     # Non-zeros of a row of X @ X.T are at most the summed degrees of the visitor's items.
     cost = x[rows] @ item_degree
-    lists = np.full((rows.size, k), evaluation.PAD_ID, dtype=np.int64)
+    lists = np.full((rows.size, k), ranking.PAD_ID, dtype=np.int64)
     for start, stop in _chunks_by_cost(cost, _CHUNK_NNZ_BUDGET):
         block = rows[start:stop]
         co = (x[block] @ train.seen_by_item).tocoo()  # co-occurrence counts, exact in float32
@@ -275,13 +275,13 @@ def user_user_cf(
         similarity = co.data[other] / np.sqrt(
             visitor_degree[block[local]] * visitor_degree[neighbour]
         )
-        neighbours = evaluation.top_k_from_candidates(
+        neighbours = ranking.top_k_from_candidates(
             local, neighbour, similarity, block.size, n_neighbours
         )
         selection = _selection_matrix(block, neighbours, x.shape[0])
         scores = selection @ x  # number of selected visitors who had each item
         exclude = x[block] if exclude_seen else None
-        lists[start:stop] = evaluation.top_k_items(
+        lists[start:stop] = ranking.top_k_items(
             scores, train.item_ids, k, exclude=exclude, min_score=0.0
         )
     return lists
@@ -337,10 +337,10 @@ def _item_neighbour_weights(
         other = co.col != block[co.row]
         local, neighbour = co.row[other], co.col[other]
         similarity = co.data[other] / np.sqrt(item_degree[block[local]] * item_degree[neighbour])
-        neighbours, weights = evaluation.top_k_from_candidates(
+        neighbours, weights = ranking.top_k_from_candidates(
             local, neighbour, similarity, block.size, n_neighbours, return_scores=True
         )
-        found = neighbours != evaluation.PAD_ID
+        found = neighbours != ranking.PAD_ID
         parts_rows.append(np.repeat(block, found.sum(axis=1)))
         parts_cols.append(neighbours[found])
         parts_values.append(weights[found])
@@ -360,11 +360,11 @@ def _score_seen_items(
 ) -> np.ndarray:
     """Lists from scores = seen_weights @ weights (summed contributions of each visitor's items)."""
     cost = (seen_weights != 0) @ np.diff(weights.indptr).astype(np.float64)
-    lists = np.full((rows.size, k), evaluation.PAD_ID, dtype=np.int64)
+    lists = np.full((rows.size, k), ranking.PAD_ID, dtype=np.int64)
     for start, stop in _chunks_by_cost(cost, _CHUNK_NNZ_BUDGET):
         scores = seen_weights[start:stop] @ weights
         exclude = train.seen[rows[start:stop]] if exclude_seen else None
-        lists[start:stop] = evaluation.top_k_items(
+        lists[start:stop] = ranking.top_k_items(
             scores, train.item_ids, k, exclude=exclude, min_score=0.0
         )
     return lists
@@ -465,7 +465,7 @@ def _top_k_factorised(
         exclude = exclude[:, order]
     # Relative slack over the bound for rounding in the products and norms (float64, rank <= 50).
     user_norms = np.sqrt(np.einsum("ij,ij->i", users, users)) * (1 + 1e-9)
-    lists = np.full((n_users, k), evaluation.PAD_ID, dtype=np.int64)
+    lists = np.full((n_users, k), ranking.PAD_ID, dtype=np.int64)
     pending = np.arange(n_users)
     prefix = min(n_items, max(head_items, k))
     while pending.size:
@@ -477,7 +477,7 @@ def _top_k_factorised(
             block = pending[start : start + chunk]
             scores = users[block] @ items[:, :prefix]
             block_exclude = None if exclude is None else exclude[block][:, :prefix]
-            block_lists, lower, upper = evaluation.top_k_items(
+            block_lists, lower, upper = ranking.top_k_items(
                 scores, item_ids[:prefix], k, exclude=block_exclude, return_bounds=True
             )
             bound = user_norms[block] * (norms[prefix] if prefix < n_items else 0.0)
@@ -520,7 +520,7 @@ def _join_straddling_class(
     n_rows = scores.shape[0]
     # Scores of the listed prefix items, found back through their column in the prefix.
     columns_by_id = np.argsort(item_ids[:prefix], kind="stable")
-    listed = prefix_lists != evaluation.PAD_ID
+    listed = prefix_lists != ranking.PAD_ID
     rows = np.repeat(np.arange(n_rows), listed.sum(axis=1))
     ids = prefix_lists[listed]
     columns = columns_by_id[np.searchsorted(item_ids[:prefix], ids, sorter=columns_by_id)]
@@ -529,8 +529,8 @@ def _join_straddling_class(
     values = np.maximum(scores[rows, columns], class_top[rows])
     seen_rest = None if exclude is None else exclude[:, prefix:]
     rest = _follow_ranking(rest_by_id - prefix, item_ids[prefix:], seen_rest, n_rows, k)
-    found = rest != evaluation.PAD_ID
-    return evaluation.top_k_from_candidates(
+    found = rest != ranking.PAD_ID
+    return ranking.top_k_from_candidates(
         np.concatenate([rows, np.repeat(np.arange(n_rows), found.sum(axis=1))]),
         np.concatenate([ids, rest[found]]),
         np.concatenate([values, np.repeat(class_top, found.sum(axis=1))]),
@@ -650,7 +650,7 @@ def evaluate_all(
       names: the baselines to run.
 
     Returns:
-      {"models": {name: metrics of `evaluation.evaluate`}, "best_baseline": name with the highest
+      {"models": {name: metrics of `metrics.evaluate`}, "best_baseline": name with the highest
       recall@50 (ties: the earlier name in `names`), "best_recall@50": its value,
       "timings_s": {name: seconds to fit and rank}, "n_queries", "n_eval_visitors",
       "n_train_items"}.
@@ -670,11 +670,11 @@ def evaluate_all(
     models, timings, curves = {}, {}, {}
     for name in names:
         started = time.perf_counter()
-        lists = run_baseline(name, train, eval_visitors, evaluation.LIST_LENGTH, exclude_seen)
+        lists = run_baseline(name, train, eval_visitors, ranking.LIST_LENGTH, exclude_seen)
         timings[name] = time.perf_counter() - started
-        per_query = evaluation.lists_for_queries(lists, eval_visitors, query_visitors)
-        models[name] = evaluation.evaluate(per_query, query_items, train.n_items)
-        curves[name] = [float(x) for x in evaluation.recall_curve(per_query, query_items)]
+        per_query = metrics.lists_for_queries(lists, eval_visitors, query_visitors)
+        models[name] = metrics.evaluate(per_query, query_items, train.n_items)
+        curves[name] = [float(x) for x in metrics.recall_curve(per_query, query_items)]
     best = max(names, key=lambda name: (models[name]["recall@50"], -list(names).index(name)))
     return {
         "models": models,
@@ -694,7 +694,7 @@ def evaluate_all(
 
 def _selection_matrix(own_rows: np.ndarray, neighbours: np.ndarray, n_cols: int) -> sp.csr_matrix:
     """Sparse [len(own_rows), n_cols]: 1 at each row's own index and at its neighbours (-1 = none)."""
-    found = neighbours != evaluation.PAD_ID
+    found = neighbours != ranking.PAD_ID
     local = np.arange(own_rows.size, dtype=np.int64)
     rows = np.concatenate([local, np.repeat(local, found.sum(axis=1))])
     cols = np.concatenate([own_rows, neighbours[found]])

@@ -22,7 +22,7 @@ import pytest
 import scipy.sparse as sp
 
 from components.baselines import baselines
-from modules import evaluation
+from modules import ranking
 
 A, B, C, D, E = 10, 20, 30, 40, 50
 V1, V2, V3, V4 = 101, 102, 103, 104
@@ -245,7 +245,7 @@ def test_pruned_factorised_top_k_equals_scoring_everything():
     exclude = (rng.random((60, 700)) < 0.05).astype(float)
     for mask in (None, sp.csr_matrix(exclude)):
         got = baselines._top_k_factorised(users, items, item_ids, 10, mask, head_items=16)
-        expected = evaluation.top_k_items(users @ items, item_ids, 10, exclude=mask)
+        expected = ranking.top_k_items(users @ items, item_ids, 10, exclude=mask)
         assert np.array_equal(got, expected)
 
 
@@ -266,7 +266,7 @@ def test_pruned_factorised_top_k_merges_unscored_items_into_the_near_zero_class(
     )
     for mask in (None, sp.csr_matrix(rng.random((8, 700)) < 0.2)):
         got = baselines._top_k_factorised(users, items, item_ids, 20, mask, head_items=16)
-        expected = evaluation.top_k_items(users @ items, item_ids, 20, exclude=mask)
+        expected = ranking.top_k_items(users @ items, item_ids, 20, exclude=mask)
         assert np.array_equal(got, expected)
     assert merged  # the shortcut was taken, not only the full-catalogue fallback
 

@@ -38,9 +38,9 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from modules import constants
 from modules import features as F
-from pipeline import configs
-from pipeline.errors import RetailrecError
+from modules.errors import RetailrecError
 
 logger = logging.getLogger(__name__)
 
@@ -591,7 +591,7 @@ def _run_export(con, files: dict, tmp_out: Path, params: dict, summary: dict) ->
         )
     con.execute("DROP TABLE events_all")
 
-    recent_from = cutoff - configs.RECENT_POPULARITY_DAYS * _MS_PER_DAY
+    recent_from = cutoff - constants.RECENT_POPULARITY_DAYS * _MS_PER_DAY
     con.execute(
         "CREATE OR REPLACE TEMP TABLE pop AS SELECT itemid, count(*) AS n_train, "
         f"count(*) FILTER (WHERE ts > {recent_from}) AS n_recent FROM train GROUP BY itemid"
@@ -710,12 +710,12 @@ def export(
     raw_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    cutoff: str | int = configs.DEFAULT_CUTOFF,
+    cutoff: str | int = constants.DEFAULT_CUTOFF,
     sample_items: int | None = None,
-    sample_seed: int = configs.SAMPLE_ITEMS_SEED,
-    history_length: int = configs.HISTORY_LENGTH,
-    min_coverage: float = configs.PROPERTY_MIN_COVERAGE,
-    numeric_share: float = configs.NUMERIC_PROPERTY_MIN_SHARE,
+    sample_seed: int = constants.SAMPLE_ITEMS_SEED,
+    history_length: int = constants.HISTORY_LENGTH,
+    min_coverage: float = constants.PROPERTY_MIN_COVERAGE,
+    numeric_share: float = constants.NUMERIC_PROPERTY_MIN_SHARE,
     force: bool = False,
     threads: int | None = None,
     memory_limit: str = "16GB",

@@ -18,7 +18,7 @@ from components.artifacts import RowCounts
 from components.baselines.component import BaselineMetrics
 from components.retrieval_evaluator import executor
 from components.scann_index.component import AnnMetrics
-from pipeline import configs
+from modules import constants
 
 
 class RetrievalEvaluatorSpec(types.ComponentSpec):
@@ -60,8 +60,8 @@ class RetrievalEvaluator(base_component.BaseComponent):
         baseline_model: types.BaseChannel | None = None,
         baseline_metrics: types.BaseChannel | None = None,
         index_metrics: types.BaseChannel | None = None,
-        min_recall: float = configs.MIN_RECALL_AT_50,
-        regression_tolerance: float = configs.REGRESSION_TOLERANCE,
+        min_recall: float = constants.MIN_RECALL_AT_50,
+        regression_tolerance: float = constants.REGRESSION_TOLERANCE,
         exclude_seen: bool = False,
         train_split: str = "train",
         eval_split: str = "eval",

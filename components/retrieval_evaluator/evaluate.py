@@ -11,37 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from components import examples_io
-from modules import evaluation, serving
+from modules import constants, metrics, ranking, serving
 from modules import features as F
-from pipeline import configs
 
 TRAIN_EVENTS = "train events"
 EVAL_QUERIES = "eval queries"
 
 
-def seen_codes(visitors: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Sorted unique (visitor, item) codes, for fast membership tests."""
-    return np.unique(_codes(visitors, items))
-
-
-def _codes(visitors: np.ndarray, items: np.ndarray) -> np.ndarray:
-    # Ids are below 2**31 in RetailRocket; the pair packs into one int64 without collisions.
-    return visitors.astype(np.int64) * (1 << 31) + items.astype(np.int64)
-
-
-def drop_seen(lists: np.ndarray, visitors: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
-    """Removes each query's train items from its list, keeping order, padded with -1 to ``k``."""
-    codes = _codes(np.repeat(visitors, lists.shape[1]).reshape(lists.shape), lists)
-    position = np.searchsorted(seen, codes)
-    hit = (position < len(seen)) & (seen[np.minimum(position, len(seen) - 1)] == codes)
-    out = np.full((lists.shape[0], k), evaluation.PAD_ID, dtype=np.int64)
-    for row in range(lists.shape[0]):  # a loop over eval queries, each a short vector op
-        kept = lists[row][~hit[row] & (lists[row] != evaluation.PAD_ID)][:k]
-        out[row, : len(kept)] = kept
-    return out
-
-
-def recommend(model_dir: str, eval_files: list[str], batch_size: int = configs.EVAL_BATCH_SIZE):
+def recommend(model_dir: str, eval_files: list[str], batch_size: int = constants.EVAL_BATCH_SIZE):
     """Runs the model's evaluation signature over serialized eval examples.
 
     Returns:
@@ -120,7 +97,7 @@ def padded_width(n_cols: int) -> int:
 
 
 def recommend_exact(
-    model_dir: str, eval_files: list[str], batch_size: int = configs.EVAL_BATCH_SIZE
+    model_dir: str, eval_files: list[str], batch_size: int = constants.EVAL_BATCH_SIZE
 ):
     """The brute-force model's eval lists from its own query and catalogue vectors.
 
@@ -192,15 +169,12 @@ def evaluate_model(
     rank = recommend_exact if exact_vectors else recommend
     visitors, targets, lists = rank(model_dir, examples_io.split_files(examples_uri, eval_split))
     if exclude_seen:
-        lists = drop_seen(
-            lists,
-            visitors,
-            seen_codes(train[F.VISITOR_ID], train[F.ITEM_ID]),
-            evaluation.LIST_LENGTH,
+        lists = ranking.drop_seen(
+            lists, visitors, train[F.VISITOR_ID], train[F.ITEM_ID], ranking.LIST_LENGTH
         )
     else:
-        lists = lists[:, : evaluation.LIST_LENGTH]
+        lists = lists[:, : ranking.LIST_LENGTH]
     n_train_items = int(np.unique(train[F.ITEM_ID]).size)
-    metrics = evaluation.evaluate(lists, targets, n_train_items)
+    values = metrics.evaluate(lists, targets, n_train_items)
     read = {TRAIN_EVENTS: int(train[F.ITEM_ID].size), EVAL_QUERIES: int(targets.size)}
-    return metrics, evaluation.recall_curve(lists, targets), read
+    return values, metrics.recall_curve(lists, targets), read

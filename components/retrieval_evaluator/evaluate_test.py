@@ -1,17 +1,9 @@
-"""exclude_seen for model lists: seen items dropped, order kept, padded."""
+"""The evaluator's fast selection is TF's top-k, and both follow the protocol's tie rule."""
 
 import numpy as np
 
 from components.retrieval_evaluator import evaluate
-
-
-def test_drop_seen_keeps_order_and_pads():
-    # Visitor 1 saw items 5 and 7 in train, visitor 2 saw 9.
-    seen = evaluate.seen_codes(np.array([1, 1, 2]), np.array([5, 7, 9]))
-    lists = np.array([[7, 3, 5, 8], [7, 9, -1, -1]])
-    out = evaluate.drop_seen(lists, np.array([1, 2]), seen, k=3)
-    # Visitor 1: [7, 3, 5, 8] - {5, 7} = [3, 8] + pad; visitor 2: [7, 9] - {9} = [7] + pads.
-    assert out.tolist() == [[3, 8, -1], [7, -1, -1]]
+from modules import ranking
 
 
 def _tf_top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -34,3 +26,16 @@ def test_top_rows_is_tf_top_k_ties_included():
     assert np.array_equal(evaluate.top_rows(smooth, 100), _tf_top_k(smooth, 100))
     uniform = rng.random((64, 400_000), dtype=np.float32)  # float32: exact ties near the top
     assert np.array_equal(evaluate.top_rows(uniform, 100), _tf_top_k(uniform, 100))
+
+
+def test_tf_selection_follows_the_protocols_tie_rule():
+    # Catalogue columns are ascending item ids (the SavedModel's catalogue order), so TF's
+    # "equal scores: lower column" is the protocol's "equal scores: ascending id".
+    rng = np.random.default_rng(1)
+    item_ids = np.sort(rng.choice(10_000, size=16 * 60 + 3, replace=False))
+    scores = (rng.integers(0, 8, size=(40, item_ids.size)) * 0.25 + 0.5).astype(np.float32)
+    scores[0] = 0.75  # one tie class over the whole row
+    for k in (1, 10, 50):
+        expected = ranking.top_k_items(scores, item_ids, k)
+        assert np.array_equal(item_ids[_tf_top_k(scores, k)], expected)
+        assert np.array_equal(item_ids[evaluate.top_rows(scores, k)], expected)

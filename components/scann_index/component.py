@@ -18,7 +18,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.artifacts import RowCounts
 from components.scann_index import executor
-from pipeline import configs
+from modules import constants
 
 
 class AnnMetrics(Artifact):
@@ -67,8 +67,8 @@ class ScannIndex(base_component.BaseComponent):
         self,
         model: types.BaseChannel,
         examples: types.BaseChannel,
-        target_recall: float = configs.SCANN_TARGET_RECALL,
-        k: int = configs.SCANN_RECALL_K,
+        target_recall: float = constants.SCANN_TARGET_RECALL,
+        k: int = constants.SCANN_RECALL_K,
         exclude_seen: bool = False,
         train_split: str = "train",
         eval_split: str = "eval",

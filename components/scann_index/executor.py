@@ -25,9 +25,8 @@ from components.artifacts import verified_counts
 from components.retrieval_evaluator import evaluate
 from components.scann_index import index
 from components.scann_index import serving as scann_serving
-from modules import evaluation, memory, row_counts, serving
+from modules import constants, memory, ranking, row_counts, serving
 from modules import features as F
-from pipeline import configs
 
 ANN_FILE = "ann.json"
 MODEL_ENTRY = "two_tower_scann"
@@ -38,13 +37,13 @@ def build_index(
     eval_files: list[str],
     out_dir: str,
     *,
-    target_recall: float = configs.SCANN_TARGET_RECALL,
-    k: int = configs.SCANN_RECALL_K,
-    n_queries: int = configs.SCANN_TUNE_QUERIES,
-    seed: int = configs.SCANN_TUNE_SEED,
-    threads: int = configs.SCANN_THREADS,
-    repeats: int = configs.SCANN_TIMING_REPEATS,
-    single_queries: int = configs.SCANN_SINGLE_QUERIES,
+    target_recall: float = constants.SCANN_TARGET_RECALL,
+    k: int = constants.SCANN_RECALL_K,
+    n_queries: int = constants.SCANN_TUNE_QUERIES,
+    seed: int = constants.SCANN_TUNE_SEED,
+    threads: int = constants.SCANN_THREADS,
+    repeats: int = constants.SCANN_TIMING_REPEATS,
+    single_queries: int = constants.SCANN_SINGLE_QUERIES,
     grid: list[dict[str, Any]] | None = None,
     min_seconds: float = 0.1,
 ) -> dict[str, Any]:
@@ -115,7 +114,7 @@ def build_index(
         "n_items": int(len(vectors)),
         "n_queries": int(len(queries)),
         "threads": int(threads),
-        f"served_recall_vs_brute_force@{evaluation.LIST_LENGTH}": served,
+        f"served_recall_vs_brute_force@{ranking.LIST_LENGTH}": served,
         "curve": curve,
     }
     logging.info(
@@ -169,7 +168,7 @@ def _served_agreement(brute_force: Any, scann_dir: str, examples: list[bytes]) -
     records = tf.constant(examples)
     exact = brute_force.signatures[serving.EVAL_SIGNATURE](examples=records)
     approx = scann_model.signatures[serving.EVAL_SIGNATURE](examples=records)
-    n = evaluation.LIST_LENGTH
+    n = ranking.LIST_LENGTH
     return index.recall_vs_exact(
         approx[serving.OUTPUT_CLASSES].numpy()[:, :n], exact[serving.OUTPUT_CLASSES].numpy()[:, :n]
     )

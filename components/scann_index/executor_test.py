@@ -20,8 +20,8 @@ from components.scann_index.serving_test import (  # noqa: E402
     toy_requests,
     write_toy_brute_force,
 )
-from modules import evaluation, serving  # noqa: E402
 from modules import features as F  # noqa: E402
+from modules import serving  # noqa: E402
 
 N_ITEMS = 600
 
@@ -88,7 +88,7 @@ def test_executor_writes_ann_json_and_a_pushable_model(tmp_path):
     assert ann["served_recall_vs_brute_force@50"] == 1.0
     assert ann["n_queries"] == 120 and ann["n_items"] == N_ITEMS
     assert all(ann[key] > 0 for key in ("scann_queries_per_s", "exact_queries_per_s"))
-    assert set(ann["two_tower_scann"]) == set(evaluation.metric_names())
+    assert set(ann["two_tower_scann"]) == set(metrics.metric_names())
     # The exact index serves the brute-force lists, so its Recall@50 is the brute-force model's:
     # the share of eval targets in the toy model's top 50 (its eval signature returns more).
     bf = tf.saved_model.load(path_utils.serving_model_dir(model.uri))

@@ -21,7 +21,7 @@ from components.artifacts import RowCounts
 from components.validation import validation
 from modules import features as F
 from modules import row_counts
-from pipeline.errors import RetailrecError
+from modules.errors import RetailrecError
 
 SCHEMA_FILE = "schema.pbtxt"  # the name SchemaGen and ImportSchemaGen write
 ANOMALIES_FILE = "SchemaDiff.pb"  # the name ExampleValidator writes per split

@@ -15,7 +15,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components.pusher.component import PUSH_RECORD
-from modules import evaluation, row_counts
+from modules import metrics, row_counts
 
 _OUTPUT_EVENTS = (
     metadata_store_pb2.Event.OUTPUT,
@@ -271,12 +271,10 @@ def write_json(path: str, payload: dict) -> None:
 
 def format_table(models: dict[str, dict]) -> str:
     """The results table printed by ``retailrec run``: every model's Recall@K and NDCG@50."""
-    names = evaluation.metric_names()
+    names = metrics.metric_names()
     header = f"{'model':<18}" + "".join(f"{n:>12}" for n in names)
     rows = [header, "-" * len(header)]
     ordered = sorted(models.items(), key=lambda kv: -kv[1].get("recall@50", 0.0))
-    for name, metrics in ordered:
-        rows.append(
-            f"{name:<18}" + "".join(f"{metrics.get(n, float('nan')):>12.4f}" for n in names)
-        )
+    for name, values in ordered:
+        rows.append(f"{name:<18}" + "".join(f"{values.get(n, float('nan')):>12.4f}" for n in names))
     return "\n".join(rows)

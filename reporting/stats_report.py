@@ -17,8 +17,9 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 from components.validation import validation
 from components.validation.component import ANOMALIES_FILE, SCHEMA_FILE
 from modules import features as F
-from pipeline import configs, local_runner, results
-from pipeline.errors import RetailrecError
+from modules.errors import RetailrecError
+from pipeline import configs, local_runner
+from reporting import results
 
 
 def _feature_rows(stats: statistics_pb2.DatasetFeatureStatistics) -> dict[str, list[str]]:

@@ -14,7 +14,7 @@ import io
 import os
 from typing import Any
 
-from modules import evaluation
+from modules import ranking
 
 
 def _png(fig) -> str:
@@ -40,7 +40,7 @@ def recall_plot(models: dict[str, dict], curves: dict[str, list[float]]) -> str:
             ax.plot(sorted(ks), [models[name][f"recall@{k}"] for k in sorted(ks)], "o-", label=name)
     ax.set_xlabel("K")
     ax.set_ylabel("Recall@K")
-    ax.set_xlim(1, evaluation.LIST_LENGTH)
+    ax.set_xlim(1, ranking.LIST_LENGTH)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("Recall@K on the eval split (every eval event one query)")
@@ -92,7 +92,7 @@ def build_html(
     ann_curve: list[dict[str, Any]] | None = None,
 ) -> str:
     """The page, from what the run recorded."""
-    names = evaluation.metric_names()
+    names = metrics.metric_names()
     models = metrics.get("models", {})
     ordered = sorted(models, key=lambda n: -models[n].get("recall@50", 0.0))
     table = _table(

@@ -1,18 +1,22 @@
-"""Ranking metrics and top-K selection of the evaluation protocol (DESIGN section 5).
+"""Ranking: the protocol's top-K selection, its tie rule, exclude-seen and the repeat bonus.
 
-Every model (the baselines and the two-tower) produces its recommendation lists through `top_k_items`
-or `top_k_from_candidates` and is scored by `evaluate`, so that all of them obey the same tie rule and
-the same metric definitions:
+Every list of the project is selected here or by the SavedModel's TF ops, which give the same lists
+(``modules/ranking_test.py`` proves it on ties): the baselines (`top_k_items`,
+`top_k_from_candidates`), early stopping and the repeat calibration, the offline scorer, the ScaNN
+tuner's exact reference, and the evaluator's exclude-seen (`drop_seen`).
 
 * Ties: scores within `TIE_EPSILON` of each other are equal and are ordered by ascending item id.
   "Within epsilon" is made an equivalence by chaining: sort a list by descending score; a new tie class
   starts wherever the gap to the previous score exceeds `TIE_EPSILON`. Inside a class, ascending id.
-* Recall@K = mean over queries of 1[target in the top K]; NDCG@50 = mean of 1/log2(rank + 1) (one
-  relevant item, rank 1-based, 0 when absent); coverage@50 = distinct items in all top-50 lists / items
-  in train.
-* Lists are padded with -1 when a model has fewer than K candidates; -1 never counts as an item.
+  For float32 scores of magnitude above about 0.01 (every model here) two different values are
+  more than epsilon apart, so the rule is "equal scores: ascending id", which is what
+  ``tf.math.top_k`` over a catalogue sorted by id does.
+* Lists are padded with `PAD_ID` (-1) when a model has fewer than K candidates; -1 never counts as an
+  item.
+* The two-tower's score of an item is its dot product with the query vector plus, for items in the
+  visitor's history, the repeat bonus (`add_repeat_bonus`).
 
-This module is plain numpy/scipy (no TensorFlow) so it can be unit-tested on hand-computed cases.
+Plain numpy/scipy (no TensorFlow), unit-tested on hand-computed cases.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline.configs import COVERAGE_K, EVAL_KS, NDCG_K, TIE_EPSILON
+from modules.constants import COVERAGE_K, EVAL_KS, NDCG_K, TIE_EPSILON
 
 PAD_ID = -1
 # Every metric of the protocol reads at most this many positions of a list.
@@ -28,11 +32,6 @@ LIST_LENGTH = max(max(EVAL_KS), NDCG_K, COVERAGE_K)
 # Dense scores are processed in row chunks of about this many cells (float32: 64 MiB) so that the
 # whole (queries x catalogue) matrix never has to exist at once.
 _DENSE_CHUNK_CELLS = 1 << 24
-
-
-def metric_names() -> tuple[str, ...]:
-    """Returns the metric keys of `evaluate`, in the order of DESIGN section 8."""
-    return (*(f"recall@{k}" for k in EVAL_KS), f"ndcg@{NDCG_K}", f"coverage@{COVERAGE_K}")
 
 
 # ---------------------------------------------------------------- top-K selection
@@ -398,122 +397,72 @@ def _position_in_group(sorted_groups: np.ndarray, n_groups: int) -> np.ndarray:
     return np.arange(sorted_groups.size, dtype=np.int64) - starts[sorted_groups]
 
 
-# ---------------------------------------------------------------- from visitors to queries
+# ---------------------------------------------------------------- the two-tower's score and exclusions
 
 
-def lists_for_queries(
-    lists: np.ndarray, list_visitors: np.ndarray, query_visitors: np.ndarray
+def add_repeat_bonus(scores: np.ndarray, rows: np.ndarray, bonus: np.ndarray) -> np.ndarray:
+    """Adds each query's repeat bonus to the catalogue columns of its history items, in place.
+
+    The SavedModel computes the same sum with TF ops (``modules.serving``); a history item that
+    appears twice gets its bonus twice there too (``tf.tensor_scatter_nd_add``).
+
+    Args:
+      scores: [Q, M] query . item scores (float32 or float64), modified in place.
+      rows: [Q, N] catalogue column of every history item, -1 for padding or items without one.
+      bonus: [Q, N] the repeat bonus of every history item.
+
+    Returns:
+      ``scores``.
+    """
+    rows = np.asarray(rows)
+    valid = rows >= 0
+    query = np.broadcast_to(np.arange(rows.shape[0])[:, None], rows.shape)
+    np.add.at(scores, (query[valid], rows[valid]), np.asarray(bonus)[valid].astype(scores.dtype))
+    return scores
+
+
+def pair_codes(visitors: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """One int64 per (visitor, item) pair: ``visitor * n_items + item``, for membership tests.
+
+    Raises:
+      ValueError: on negative ids, an item id not below ``n_items``, or codes beyond int64.
+    """
+    visitors = np.asarray(visitors, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    if visitors.size and (visitors.min() < 0 or items.min() < PAD_ID or items.max() >= n_items):
+        raise ValueError(f"ids must be non-negative and items below {n_items}")
+    if visitors.size and int(visitors.max()) >= np.iinfo(np.int64).max // max(n_items, 1):
+        raise ValueError("visitor ids too large to pack with item ids into int64")
+    return visitors * n_items + items
+
+
+def drop_seen(
+    lists: np.ndarray,
+    visitors: np.ndarray,
+    seen_visitors: np.ndarray,
+    seen_items: np.ndarray,
+    k: int,
 ) -> np.ndarray:
-    """Gives every query the list of its visitor.
-
-    A visitor's state is frozen at the cutoff, so all its eval queries share one list; models rank
-    once per visitor and this expands the lists to one row per query.
+    """Removes each row's seen items (exclude_seen) from its list, keeping the order.
 
     Args:
-      lists: [n_visitors, k] recommendation lists.
-      list_visitors: [n_visitors] distinct visitor id of every row of `lists`.
-      query_visitors: [n_queries] visitor id of every query.
+      lists: [Q, L] item ids, best first, padded with `PAD_ID`.
+      visitors: [Q] the visitor of every row.
+      seen_visitors, seen_items: [P] the (visitor, item) pairs to drop (e.g. the train events).
+      k: length of the result.
 
     Returns:
-      [n_queries, k] array: row q is the list of query q's visitor.
-
-    Raises:
-      ValueError: when a query's visitor has no list, or `list_visitors` has duplicates.
+      int64 [Q, k]: the first k kept items of every row, padded with `PAD_ID`.
     """
-    list_visitors = np.asarray(list_visitors)
-    query_visitors = np.asarray(query_visitors)
-    if len(list_visitors) != len(lists):
-        raise ValueError(f"{len(list_visitors)} visitors for {len(lists)} lists")
-    sorter = np.argsort(list_visitors, kind="stable")
-    ordered = list_visitors[sorter]
-    if ordered.size and (ordered[1:] == ordered[:-1]).any():
-        raise ValueError("list_visitors has duplicate visitor ids")
-    pos = np.searchsorted(ordered, query_visitors)
-    found = pos < ordered.size
-    found[found] = ordered[pos[found]] == query_visitors[found]
-    if not found.all():
-        missing = np.unique(query_visitors[~found])
-        raise ValueError(f"{missing.size} query visitors have no list, e.g. {missing[:5].tolist()}")
-    return lists[sorter[pos]]
-
-
-# ---------------------------------------------------------------- metrics
-
-
-def hit_ranks(recommended: np.ndarray, targets: np.ndarray, max_k: int = LIST_LENGTH) -> np.ndarray:
-    """1-based rank of each query's target in its list (first max_k positions), 0 when absent.
-
-    Args:
-      recommended: [n_queries, >= max_k] item ids.
-      targets: [n_queries] the relevant item of every query.
-      max_k: positions to look at.
-
-    Returns:
-      int64 array [n_queries].
-
-    Raises:
-      ValueError: on shape mismatch or lists shorter than max_k.
-    """
-    recommended = np.asarray(recommended)
-    targets = np.asarray(targets)
-    if recommended.ndim != 2 or recommended.shape[0] != targets.shape[0]:
-        raise ValueError(
-            f"recommended has shape {recommended.shape}; expected ({targets.shape[0]}, >= {max_k})"
-        )
-    if recommended.shape[1] < max_k:
-        raise ValueError(f"lists have {recommended.shape[1]} positions; metrics need {max_k}")
-    hits = recommended[:, :max_k] == targets[:, None]
-    hits &= recommended[:, :max_k] != PAD_ID  # a padded slot never matches, whatever the target
-    # Ids are distinct within a list, so argmax finds the only hit; rows without one get 0.
-    return np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0).astype(np.int64)
-
-
-def recall_curve(
-    recommended: np.ndarray, targets: np.ndarray, max_k: int = LIST_LENGTH
-) -> np.ndarray:
-    """Recall@K for every K in 1..max_k (for the report's plot).
-
-    Args:
-      recommended: [n_queries, >= max_k] item ids.
-      targets: [n_queries] relevant items.
-      max_k: largest K.
-
-    Returns:
-      float64 array [max_k]; element K-1 is Recall@K.
-    """
-    ranks = hit_ranks(recommended, targets, max_k)
-    if ranks.size == 0:
-        raise ValueError("no queries to evaluate")
-    hits_at = np.bincount(ranks, minlength=max_k + 1)[1:]
-    return np.cumsum(hits_at) / ranks.size
-
-
-def evaluate(recommended: np.ndarray, targets: np.ndarray, n_train_items: int) -> dict[str, float]:
-    """Computes the protocol's metrics for one model.
-
-    Args:
-      recommended: [n_queries, >= 50] item ids per query (see `lists_for_queries`), padded with -1.
-      targets: [n_queries] the relevant item of every query; targets never seen in train count as
-        misses, they are not dropped.
-      n_train_items: number of distinct items in train (the coverage denominator).
-
-    Returns:
-      {"recall@1", "recall@5", "recall@10", "recall@20", "recall@50", "ndcg@50", "coverage@50"}
-      mapped to Python floats.
-
-    Raises:
-      ValueError: with no queries, a non-positive item count or malformed lists.
-    """
-    if n_train_items <= 0:
-        raise ValueError(f"n_train_items must be positive; got {n_train_items}")
-    ranks = hit_ranks(recommended, targets, LIST_LENGTH)
-    if ranks.size == 0:
-        raise ValueError("no queries to evaluate")
-    metrics = {f"recall@{k}": float(np.mean((ranks >= 1) & (ranks <= k))) for k in EVAL_KS}
-    gains = np.zeros(ranks.size)
-    in_list = (ranks >= 1) & (ranks <= NDCG_K)
-    gains[in_list] = 1.0 / np.log2(ranks[in_list] + 1.0)
-    metrics[f"ndcg@{NDCG_K}"] = float(gains.mean())
-    top = np.asarray(recommended)[:, :COVERAGE_K]
-    metrics[f"coverage@{COVERAGE_K}"] = float(np.unique(top[top != PAD_ID]).size / n_train_items)
-    return metrics
+    lists = np.asarray(lists, dtype=np.int64)
+    n_items = int(max(lists.max(initial=0), np.max(seen_items, initial=0))) + 1
+    seen = np.unique(pair_codes(seen_visitors, seen_items, n_items))
+    codes = pair_codes(np.repeat(np.asarray(visitors), lists.shape[1]), lists.ravel(), n_items)
+    hit = np.isin(codes, seen).reshape(lists.shape)
+    keep = ~hit & (lists != PAD_ID)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # kept first, in list order
+    out = np.take_along_axis(lists, order, axis=1)
+    out[~np.take_along_axis(keep, order, axis=1)] = PAD_ID
+    if out.shape[1] < k:
+        out = np.pad(out, ((0, 0), (0, k - out.shape[1])), constant_values=PAD_ID)
+    return out

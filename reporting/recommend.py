@@ -13,9 +13,9 @@ from pathlib import Path
 
 import duckdb
 
+from modules import constants
 from modules import features as F
-from pipeline import configs
-from pipeline.errors import RetailrecError
+from modules.errors import RetailrecError
 
 SIGNATURE = "serving_default"
 
@@ -34,7 +34,7 @@ def latest_version(model_dir: str) -> Path:
 
 
 def visitor_state(
-    export_dir: str, visitor: int, history_length: int = configs.HISTORY_LENGTH
+    export_dir: str, visitor: int, history_length: int = constants.HISTORY_LENGTH
 ) -> dict:
     """The visitor's raw user features at the cutoff, from the export's train interactions.
 

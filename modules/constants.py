@@ -1,0 +1,63 @@
+"""Constants of the protocol, the export, the model, the gate and the index. No logic lives here.
+
+The lowest layer: ``modules``, ``components`` and ``pipeline`` import it; it imports nothing of
+the project. Paths and local-runner settings are in ``pipeline/configs.py``.
+"""
+
+# ---------------------------------------------------------------- evaluation protocol (DESIGN 5)
+DEFAULT_CUTOFF = "2015-08-01"  # train = events at or before 2015-08-01 00:00 UTC
+SAMPLE_ITEMS_SEED = 1  # numpy.random.default_rng(1).choice(pool, N, replace=False)
+EVAL_KS = (1, 5, 10, 20, 50)
+NDCG_K = 50
+COVERAGE_K = 50
+TIE_EPSILON = 1e-9
+
+# ---------------------------------------------------------------- export (DESIGN 4)
+PROPERTY_MIN_COVERAGE = 0.36  # the original kept properties of > 150,000 of 417,053 items
+NUMERIC_PROPERTY_MIN_SHARE = 0.99  # a property is numeric when this share of values is "n<number>"
+HISTORY_LENGTH = 50  # items kept in the history column (most recent first)
+RECENT_POPULARITY_DAYS = 14
+
+# ---------------------------------------------------------------- model
+# (modules/transform.py, model.py, training.py, serving.py; custom_config overrides)
+MODEL_HISTORY_LENGTH = 50  # history items the model reads (most recent first)
+TEXT_HASH_BUCKETS = 1 << 15  # property tokens are hashed into this many buckets
+TEXT_MAX_TOKENS = 48  # property tokens kept per item
+VISITOR_MIN_COUNT = 2  # visitors with fewer train events share the out-of-vocabulary id
+MODEL_EMBEDDING_DIM = 64
+MODEL_ENCODER = "position"  # mean | position | attention | gru (benchmarks/bench_model.py)
+MODEL_USE_VISITOR = False  # a visitor-id embedding hurt on real logs
+MODEL_USE_TIME = True
+MODEL_HIDDEN_DIM = 128
+MODEL_DROPOUT = 0.0
+MODEL_EPOCHS = 10  # at most; early stopping keeps the best epoch
+MODEL_BATCH_SIZE = 1024
+MODEL_LEARNING_RATE = 0.003
+MODEL_HORIZON_DAYS = 14.0  # pseudo-cutoffs lie up to this long before their target event
+MODEL_EXAMPLES_PER_EVENT = 1
+MODEL_SEED = 0
+SERVING_TOP_K = 50
+MODEL_NEGATIVES = "in_batch"  # in_batch | history (see modules/model.py)
+MODEL_VALIDATION_SHARE = 0.1  # visitors held out of training to pick the epoch (early stopping)
+MODEL_PATIENCE = 2  # epochs without a better validation Recall@50 before training stops
+MODEL_CALIBRATE_REPEAT = True  # add the repeat boost that is best on the held-out visitors
+
+# ---------------------------------------------------------------- evaluation gate
+EVAL_BATCH_SIZE = 512
+# Candidates the evaluator signature returns per query: the 50 that are scored, plus room to drop
+# each visitor's seen items under exclude_seen (at most HISTORY_LENGTH of them are in its history).
+EVAL_CANDIDATES = 50 + HISTORY_LENGTH
+# Bless only at or above this Recall@50 (a floor that catches a broken model, not a target).
+MIN_RECALL_AT_50 = 0.01
+# A new model may trail the latest blessed one by at most this much Recall@50 (absolute).
+REGRESSION_TOLERANCE = 0.0
+
+# ---------------------------------------------------------------- ScaNN index
+# (components/scann_index: tuned on held-out eval queries, DESIGN 7-8, issue 5)
+SCANN_TARGET_RECALL = 0.95  # Recall@SCANN_RECALL_K against exact search; below it, no push
+SCANN_RECALL_K = 50
+SCANN_TUNE_QUERIES = 2000  # eval queries (a seeded sample) the index is tuned and timed on
+SCANN_TUNE_SEED = 0
+SCANN_THREADS = 2  # search threads while timing (the benchmark machine has 2 cores)
+SCANN_TIMING_REPEATS = 3  # timings are medians of this many runs
+SCANN_SINGLE_QUERIES = 200  # queries timed one at a time
