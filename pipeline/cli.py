@@ -283,8 +283,13 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
     print(results.format_counts(run.metrics["counts"]))
     for line in run.gate_reasons:
         print(f"[gate] {line}")
+    if comparisons := run.metrics.get("comparisons"):
+        print(results.format_comparisons(comparisons))
     print()
     print(results.format_table(run.metrics["models"]))
+    if slices := results.format_slices(run.metrics["models"]):
+        print()
+        print(slices)
     print(f"\nmetrics: {where['metrics']}\nreport:  {where['report']}")
     if run.metrics["blessed"]:
         if run.metrics.get("pushed_new_version") is False:

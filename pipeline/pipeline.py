@@ -22,6 +22,15 @@ from components.validation.component import CurateSchema, ValidationGate
 from modules import constants
 from modules import features as F
 
+# Node ids: the components' names in ML Metadata; reporting/results.py reads their outputs by
+# these names.
+VALIDATION_GATE = "ValidationGate"
+BASELINES = "Baselines"
+SCANN_INDEX = "ScannIndex"
+EVALUATOR = "RetrievalEvaluator"
+PUSHER = "Pusher"
+SCANN_PUSHER = "ScannPusher"
+
 PREPROCESSING_FN = "modules.transform.preprocessing_fn"
 RUN_FN = "modules.trainer.run_fn"
 SERVING_MODEL_NAME = "retailrec"  # brute force: the stock TF Serving image serves it
@@ -118,7 +127,7 @@ def create_pipeline(
         anomalies=example_validator.outputs["anomalies"],
         schema=curate_schema.outputs["schema"],
         export_dir=export_dir,
-    )
+    ).with_id(VALIDATION_GATE)
     validated_schema = validation_gate.outputs["validated_schema"]
     verified_counts = validation_gate.outputs["counts"]
     components = [
@@ -190,7 +199,7 @@ def create_pipeline(
             exclude_seen=exclude_seen,
             train_split=F.TRAIN_SPLIT,
             eval_split=F.EVAL_SPLIT,
-        )
+        ).with_id(BASELINES)
         baseline_metrics = baselines_component.outputs["baseline_metrics"]
         components.append(baselines_component)
 
@@ -204,7 +213,7 @@ def create_pipeline(
         exclude_seen=exclude_seen,
         train_split=F.TRAIN_SPLIT,
         eval_split=F.EVAL_SPLIT,
-    )
+    ).with_id(SCANN_INDEX)
     components.append(scann_index)
 
     # Recall@K of the model under the protocol; blesses only above the threshold, the latest
@@ -220,7 +229,7 @@ def create_pipeline(
         exclude_seen=exclude_seen,
         train_split=F.TRAIN_SPLIT,
         eval_split=F.EVAL_SPLIT,
-    )
+    ).with_id(EVALUATOR)
     # Only a blessed model reaches the serving folder (TF Serving layout: <name>/<version>/), once:
     # the model TF Serving serves already is not pushed again (components/pusher).
     pusher = Pusher(
@@ -231,7 +240,7 @@ def create_pipeline(
                 base_directory=f"{serving_dir.rstrip('/')}/{SERVING_MODEL_NAME}"
             )
         ),
-    )
+    ).with_id(PUSHER)
     # The same blessing gates the ScaNN variant (same signature, ScaNN ops inside).
     scann_pusher = Pusher(
         model=scann_index.outputs["scann_model"],
@@ -241,7 +250,7 @@ def create_pipeline(
                 base_directory=f"{serving_dir.rstrip('/')}/{SCANN_SERVING_MODEL_NAME}"
             )
         ),
-    ).with_id("ScannPusher")
+    ).with_id(SCANN_PUSHER)
     components += [evaluator, pusher, scann_pusher]
 
     return tfx.dsl.Pipeline(

@@ -14,6 +14,7 @@ import io
 import os
 from typing import Any
 
+from modules import metrics as M
 from modules import ranking
 
 
@@ -83,8 +84,86 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _interval_bar(low: float, high: float, point: float, scale: float) -> str:
+    """An inline SVG bar: the interval as a line, the point estimate as a dot (0..scale)."""
+    width = 160
+
+    def x(value: float) -> float:
+        return 4 + (width - 8) * max(0.0, min(1.0, value / scale if scale else 0.0))
+
+    return (
+        f"<svg width='{width}' height='12' role='img' aria-label='{low:.4f} to {high:.4f}'>"
+        f"<line x1='{x(low):.1f}' x2='{x(high):.1f}' y1='6' y2='6' stroke='#357' stroke-width='3'/>"
+        f"<circle cx='{x(point):.1f}' cy='6' r='3.5' fill='#c33'/></svg>"
+    )
+
+
+def _recall_cell(value) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def slice_table(models: dict[str, dict]) -> str:
+    """Recall@10 / Recall@50 of every model per slice, with the slice's number of queries."""
+    order = [n for n in models if models[n].get("slices")]
+    order.sort(key=lambda n: -models[n].get("recall@50", 0.0))
+    if not order:
+        return ""
+    first = models[order[0]]["slices"]
+    rows = []
+    for name in M.slice_names():
+        if name not in first:
+            continue
+        cells = [
+            _recall_cell(models[m]["slices"].get(name, {}).get("recall@10"))
+            + " / "
+            + _recall_cell(models[m]["slices"].get(name, {}).get("recall@50"))
+            for m in order
+        ]
+        rows.append([html.escape(name), f"{first[name]['queries']:,}", *cells])
+    return (
+        "<h2>Recall by slice</h2><p>Recall@10 / Recall@50 per slice of the eval queries: "
+        "<code>target_seen</code>/<code>target_new</code> (the visitor had the target in train "
+        "or not), <code>target_cold</code> (the target has no train event), the visitor's "
+        "number of train events, and the target event's type.</p>"
+        + _table(rows, ["slice", "queries", *order])
+    )
+
+
+def comparison_table(comparisons: dict) -> str:
+    """The two-tower against every baseline (and the latest blessed model): paired intervals."""
+    if not comparisons:
+        return ""
+    scale = max([c["ratio_ci"][1] for c in comparisons.values() if c.get("ratio_ci")] + [1.0])
+    rows = []
+    for name, c in comparisons.items():
+        ratio = "–" if c.get("ratio") is None else f"{c['ratio']:.2f}x"
+        ratio_ci = (
+            f"[{c['ratio_ci'][0]:.2f}x, {c['ratio_ci'][1]:.2f}x]" if c.get("ratio_ci") else "–"
+        )
+        bar = (
+            _interval_bar(c["ratio_ci"][0], c["ratio_ci"][1], c["ratio"], scale * 1.05)
+            if c.get("ratio_ci") and c.get("ratio") is not None
+            else ""
+        )
+        rows.append(
+            [
+                html.escape(name),
+                f"{c['diff']:+.4f}",
+                f"[{c['diff_ci'][0]:+.4f}, {c['diff_ci'][1]:+.4f}]",
+                ratio,
+                ratio_ci,
+                bar,
+            ]
+        )
+    return (
+        "<h2>Two-tower against each model</h2><p>Paired bootstrap over eval visitors (a "
+        "visitor's queries stay together, 1,000 resamples, 95% percentile intervals).</p>"
+        + _table(rows, ["comparison", "Recall@50 diff", "95% CI", "ratio", "95% CI", ""])
+    )
+
+
 def build_html(
-    metrics: dict,
+    payload: dict,
     export_summary: dict,
     curves: dict[str, list[float]],
     lineage: dict[str, dict[str, list[str]]],
@@ -92,19 +171,29 @@ def build_html(
     ann_curve: list[dict[str, Any]] | None = None,
 ) -> str:
     """The page, from what the run recorded."""
-    names = metrics.metric_names()
-    models = metrics.get("models", {})
+    names = M.metric_names()
+    models = payload.get("models", {})
     ordered = sorted(models, key=lambda n: -models[n].get("recall@50", 0.0))
+    scale = max([models[n].get("recall@50_ci", [0, 0])[1] for n in ordered] + [0.01]) * 1.05
     table = _table(
         [
-            [html.escape(n)] + [f"{models[n].get(m, float('nan')):.4f}" for m in names]
+            [html.escape(n)]
+            + [f"{models[n].get(m, float('nan')):.4f}" for m in names]
+            + (
+                [
+                    f"[{models[n]['recall@50_ci'][0]:.4f}, {models[n]['recall@50_ci'][1]:.4f}]",
+                    _interval_bar(*models[n]["recall@50_ci"], models[n]["recall@50"], scale),
+                ]
+                if models[n].get("recall@50_ci")
+                else ["", ""]
+            )
             for n in ordered
         ],
-        ["model", *names],
+        ["model", *names, "recall@50 95% CI", ""],
     )
-    blessed = metrics.get("blessed")
+    blessed = payload.get("blessed")
     verdict = (
-        f"<p class='ok'>BLESSED and pushed to <code>{html.escape(str(metrics.get('pushed_to')))}</code></p>"
+        f"<p class='ok'>BLESSED and pushed to <code>{html.escape(str(payload.get('pushed_to')))}</code></p>"
         if blessed
         else "<p class='bad'>NOT blessed: nothing was pushed</p>"
     )
@@ -149,7 +238,7 @@ def build_html(
         ],
     ]
     timing_rows = [
-        [html.escape(k), f"{v:.1f}"] for k, v in sorted(metrics.get("timings_s", {}).items())
+        [html.escape(k), f"{v:.1f}"] for k, v in sorted(payload.get("timings_s", {}).items())
     ]
     lineage_rows = [
         [
@@ -160,7 +249,7 @@ def build_html(
         for node, outputs in sorted(lineage.items())
         for key, uris in sorted(outputs.items())
     ]
-    counts = metrics.get("counts") or {}
+    counts = payload.get("counts") or {}
     count_rows = [
         [
             html.escape(c["component"]),
@@ -182,14 +271,14 @@ def build_html(
         else ""
     )
     ann = ""
-    if metrics.get("ann"):
+    if payload.get("ann"):
         ann_rows = [
-            [html.escape(k), html.escape(str(v))] for k, v in sorted(metrics["ann"].items())
+            [html.escape(k), html.escape(str(v))] for k, v in sorted(payload["ann"].items())
         ]
         ann = "<h2>Approximate nearest neighbours</h2>" + _table(ann_rows, ["figure", "value"])
         if ann_curve:
             ann += f"<img alt='ANN recall vs latency' src='{ann_plot(ann_curve)}'>"
-    best = metrics.get("best_baseline")
+    best = payload.get("best_baseline")
     return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>retailrec run report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}}td:first-child{{text-align:left}}
@@ -198,6 +287,8 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}}td
 <h2>Gate decision</h2>{verdict}<ul id="reasons">{reasons}</ul>
 <h2>Models (best baseline: {html.escape(str(best))})</h2>{table}
 <img alt="Recall@K for every model" src="{recall_plot(models, curves)}">
+{comparison_table(payload.get("comparisons") or {{}})}
+{slice_table(models)}
 {ann}
 <h2>Data</h2>{_table(data_rows, ["", "value"])}
 {counts_html}

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components import artifacts
 from components.pusher.component import PUSH_RECORD
 from modules import metrics, row_counts
+from pipeline import pipeline as P
 
 _OUTPUT_EVENTS = (
     metadata_store_pb2.Event.OUTPUT,
@@ -144,46 +146,35 @@ def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bo
     curves: dict[str, list[float]] = {}
     reasons: list[str] = []
     best = None
-    if uri := _first_uri(nodes, "Baselines", "baseline_metrics"):
-        baseline = _json_at(uri, "metrics.json")
+    comparisons: dict = {}
+    if uri := _first_uri(nodes, P.BASELINES, "baseline_metrics"):
+        baseline = artifacts.read_baselines(uri)
         models.update(baseline["models"])
         curves.update(baseline.get("recall_curves", {}))
         best = baseline.get("best_baseline")
     blessed = False
-    if uri := _first_uri(nodes, "RetrievalEvaluator", "evaluation"):
-        evaluation_ = _json_at(uri, "metrics.json")
+    if uri := _first_uri(nodes, P.EVALUATOR, "evaluation"):
+        evaluation_ = artifacts.read_evaluation(uri)
         models["two_tower"] = evaluation_["metrics"]
         curves["two_tower"] = evaluation_.get("recall_curve", [])
         reasons = evaluation_.get("reasons", [])
         blessed = bool(evaluation_.get("blessed"))
+        comparisons = evaluation_.get("comparisons") or {}
+        if evaluation_.get("previous_comparison"):
+            comparisons["two_tower_vs_latest_blessed"] = evaluation_["previous_comparison"]
     ann = ann_curve = None
-    if uri := _first_uri(nodes, "ScannIndex", "index_metrics"):
-        index = _json_at(uri, "ann.json")
-        models["two_tower_scann"] = index["two_tower_scann"]
-        curves["two_tower_scann"] = index.get("two_tower_scann_recall_curve", [])
-        ann = {
-            key: index[key]
-            for key in (
-                "recall_vs_exact@50",
-                "scann_queries_per_s",
-                "exact_queries_per_s",
-                "single_query_scann_per_s",
-                "single_query_exact_per_s",
-                "speedup",
-                "single_query_speedup",
-                "config_name",
-                "meets_target",
-                "target_recall",
-                "n_items",
-                "build_s",
-            )
-            if key in index
-        }
+    if uri := _first_uri(nodes, P.SCANN_INDEX, "index_metrics"):
+        index = artifacts.read_ann(uri)
+        models[artifacts.SCANN_MODEL_ENTRY] = index[artifacts.SCANN_MODEL_ENTRY]
+        curves[artifacts.SCANN_MODEL_ENTRY] = index.get(
+            f"{artifacts.SCANN_MODEL_ENTRY}_recall_curve", []
+        )
+        ann = {key: index[key] for key in artifacts.ANN_SUMMARY_KEYS if key in index}
         ann_curve = [
             {**c, "chosen": c.get("name") == index.get("config_name")}
             for c in index.get("curve", [])
         ]
-    pushed_to = _pushed_destination(nodes, "Pusher")
+    pushed_to = _pushed_destination(nodes, P.PUSHER)
     metrics = {
         "protocol": {
             "cutoff": split["cutoff"],
@@ -193,13 +184,14 @@ def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bo
             "exclude_seen": exclude_seen,
         },
         "models": models,
+        "comparisons": comparisons,
         "best_baseline": best,
         "ann": ann,
         "blessed": blessed,
         "pushed_to": pushed_to,
-        "pushed_scann_to": _pushed_destination(nodes, "ScannPusher"),
-        "pushed_new_version": _pushed_new_version(nodes, "Pusher"),
-        "pushed_scann_new_version": _pushed_new_version(nodes, "ScannPusher"),
+        "pushed_scann_to": _pushed_destination(nodes, P.SCANN_PUSHER),
+        "pushed_new_version": _pushed_new_version(nodes, P.PUSHER),
+        "pushed_scann_new_version": _pushed_new_version(nodes, P.SCANN_PUSHER),
         "counts": collect_counts(nodes, split),
         "timings_s": {node: r.seconds for node, r in sorted(nodes.items())},
         "cached": sorted(node for node, r in nodes.items() if r.state == "cached"),
@@ -213,10 +205,10 @@ def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bo
 
 # Where each component's count checks are: (node, output key, file in the artifact).
 _CHECK_SOURCES = (
-    ("ValidationGate", "counts", row_counts.COUNTS_FILE),
-    ("Baselines", "baseline_metrics", "metrics.json"),
-    ("ScannIndex", "index_metrics", "ann.json"),
-    ("RetrievalEvaluator", "evaluation", "metrics.json"),
+    (P.VALIDATION_GATE, "counts", row_counts.COUNTS_FILE),
+    (P.BASELINES, "baseline_metrics", artifacts.BASELINES_FILE),
+    (P.SCANN_INDEX, "index_metrics", artifacts.ANN_FILE),
+    (P.EVALUATOR, "evaluation", artifacts.EVALUATION_FILE),
 )
 
 
@@ -230,7 +222,7 @@ def collect_counts(nodes: dict[str, NodeResult], split: dict) -> dict:
         if uri := _first_uri(nodes, node, key):
             path = os.path.join(uri, name)
             if os.path.isfile(path):
-                checks += _json_at(uri, name).get(row_counts.CHECKS_KEY, [])
+                checks += artifacts.read_json(uri, name).get(row_counts.CHECKS_KEY, [])
     return {
         "export": {
             "train": split["n_train"],
@@ -270,11 +262,57 @@ def write_json(path: str, payload: dict) -> None:
 
 
 def format_table(models: dict[str, dict]) -> str:
-    """The results table printed by ``retailrec run``: every model's Recall@K and NDCG@50."""
+    """The results table printed by ``retailrec run``: every model's Recall@K, NDCG@50, coverage
+    and the 95% interval of its Recall@50."""
     names = metrics.metric_names()
-    header = f"{'model':<18}" + "".join(f"{n:>12}" for n in names)
+    header = f"{'model':<18}" + "".join(f"{n:>12}" for n in names) + f"{'R@50 95% CI':>18}"
     rows = [header, "-" * len(header)]
     ordered = sorted(models.items(), key=lambda kv: -kv[1].get("recall@50", 0.0))
     for name, values in ordered:
-        rows.append(f"{name:<18}" + "".join(f"{values.get(n, float('nan')):>12.4f}" for n in names))
+        ci = values.get("recall@50_ci")
+        interval = f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
+        rows.append(
+            f"{name:<18}"
+            + "".join(f"{values.get(n, float('nan')):>12.4f}" for n in names)
+            + f"{interval:>18}"
+        )
     return "\n".join(rows)
+
+
+def format_slices(models: dict[str, dict]) -> str:
+    """The compact second table: Recall@50 of every model per slice (queries in the header)."""
+    order = [n for n in ("two_tower", *sorted(models)) if n in models]
+    order = list(dict.fromkeys(n for n in order if models[n].get("slices")))
+    if not order:
+        return ""
+    first = models[order[0]]["slices"]
+    width = max(len(n) for n in order) + 2
+    header = f"{'Recall@50 by slice':<20}{'queries':>9}" + "".join(
+        f"{n[: width - 2]:>{width}}" for n in order
+    )
+    rows = [header, "-" * len(header)]
+    for name in metrics.slice_names():
+        if name not in first:
+            continue
+        cells = []
+        for model in order:
+            value = models[model]["slices"].get(name, {}).get("recall@50")
+            cells.append(f"{'-' if value is None else f'{value:.4f}':>{width}}")
+        rows.append(f"{name:<20}{first[name]['queries']:>9,}" + "".join(cells))
+    return "\n".join(rows)
+
+
+def format_comparisons(comparisons: dict) -> str:
+    """One line per paired comparison of the two-tower: difference and ratio with intervals."""
+    lines = []
+    for name, c in comparisons.items():
+        ratio = ""
+        if c.get("ratio") is not None:
+            ratio = f"; ratio {c['ratio']:.2f}x"
+            if c.get("ratio_ci"):
+                ratio += f" [{c['ratio_ci'][0]:.2f}x, {c['ratio_ci'][1]:.2f}x]"
+        lines.append(
+            f"[compare] {name}: Recall@50 difference {c['diff']:+.4f} "
+            f"[{c['diff_ci'][0]:+.4f}, {c['diff_ci'][1]:+.4f}]{ratio} (95% paired bootstrap)"
+        )
+    return "\n".join(lines)

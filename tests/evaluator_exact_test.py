@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from components import examples_io
-from components.retrieval_evaluator import evaluate
+from components import scoring
 
 
 def test_exact_vectors_lists_are_the_evaluator_signatures(tiny_run):
@@ -13,8 +13,8 @@ def test_exact_vectors_lists_are_the_evaluator_signatures(tiny_run):
     [model] = Path(tiny_run.where["pipeline_root"], "Trainer", "model").iterdir()
     [examples] = Path(tiny_run.where["pipeline_root"], "CsvExampleGen", "examples").iterdir()
     files = examples_io.split_files(str(examples), "eval")
-    signature = evaluate.recommend(str(model / "Format-Serving"), files)
-    exact = evaluate.recommend_exact(str(model / "Format-Serving"), files)
+    signature = scoring.recommend(str(model / "Format-Serving"), files)
+    exact = scoring.recommend_exact(str(model / "Format-Serving"), files)
     assert np.array_equal(signature[0], exact[0]) and np.array_equal(signature[1], exact[1])
     # Float sums in another order may swap two near-equal scores; nothing more.
     same = (signature[2] == exact[2]).mean()

@@ -79,19 +79,35 @@ def test_exit_code_and_push_follow_the_gate(real_run):
 
 
 def test_metrics_json_follows_the_contract(real_run):
-    metrics = real_run.metrics
-    assert set(metrics["protocol"]) >= {"cutoff", "n_train", "n_eval_queries", "n_items"}
-    for name in (
-        "two_tower",
-        "most_popular",
-        "recently_viewed",
-        "user_user_cf",
-        "item_item_cf",
-        "svd",
-    ):
-        assert set(metrics["models"][name]) == set(metrics.metric_names())
-    assert metrics["best_baseline"] in metrics["models"]
-    assert {"Baselines", "Trainer", "RetrievalEvaluator"} <= set(metrics["timings_s"])
+    payload = real_run.metrics
+    assert set(payload["protocol"]) >= {"cutoff", "n_train", "n_eval_queries", "n_items"}
+    n_queries = payload["protocol"]["n_eval_queries"]
+    baselines = ("most_popular", "recently_viewed", "user_user_cf", "item_item_cf", "svd")
+    for name in ("two_tower", "two_tower_scann", *baselines):
+        model = payload["models"][name]
+        assert set(model) >= set(metrics.metric_names()) | {"recall@50_ci", "slices"}, name
+        low, high = model["recall@50_ci"]
+        assert low <= model["recall@50"] <= high
+        slices = model["slices"]
+        assert list(slices) == list(metrics.slice_names())
+        # Every group of slices partitions the queries.
+        for group in (
+            ("target_seen", "target_new"),
+            ("history_1", "history_2_5", "history_6_20", "history_21_100", "history_over_100"),
+            ("event_view", "event_addtocart", "event_transaction"),
+        ):
+            assert sum(slices[s]["queries"] for s in group) == n_queries, (name, group)
+        assert set(slices["target_seen"]) == {"queries", "recall@10", "recall@50"}
+    for name in baselines:
+        comparison = payload["comparisons"][f"two_tower_vs_{name}"]
+        assert comparison["diff_ci"][0] <= comparison["diff"] <= comparison["diff_ci"][1]
+        two_tower, other = payload["models"]["two_tower"], payload["models"][name]
+        assert comparison["diff"] == pytest.approx(two_tower["recall@50"] - other["recall@50"])
+    assert payload["best_baseline"] in payload["models"]
+    assert {"Baselines", "Trainer", "RetrievalEvaluator"} <= set(payload["timings_s"])
+    # The run prints the comparisons and the slice table.
+    assert "[compare] two_tower_vs_item_item_cf: Recall@50 difference" in real_run.stdout
+    assert "Recall@50 by slice" in real_run.stdout
 
 
 def test_blessed_model_is_pushed_in_tf_serving_layout(tiny_run):

@@ -637,6 +637,7 @@ def evaluate_all(
     query_items: np.ndarray,
     exclude_seen: bool = False,
     names: Sequence[str] = BASELINE_NAMES,
+    query_events: np.ndarray | None = None,
 ) -> dict:
     """Fits, ranks and scores every baseline under the protocol.
 
@@ -648,9 +649,12 @@ def evaluate_all(
       query_items: [n_queries] the item of every eval event (the query's relevant item).
       exclude_seen: drop each visitor's train items before cutting to the list length.
       names: the baselines to run.
+      query_events: [n_queries] the eval event's type, for the per-event slices (optional).
 
     Returns:
-      {"models": {name: metrics of `metrics.evaluate`}, "best_baseline": name with the highest
+      {"models": {name: metrics of `metrics.report` (with the Recall@50 interval and the
+      slices)}, "per_query": {name: [n_queries] hit ranks} (for paired comparisons; not JSON),
+      "best_baseline": name with the highest
       recall@50 (ties: the earlier name in `names`), "best_recall@50": its value,
       "timings_s": {name: seconds to fit and rank}, "n_queries", "n_eval_visitors",
       "n_train_items"}.
@@ -667,18 +671,22 @@ def evaluate_all(
     train = build_train_matrix(visitor_ids, item_ids, timestamps)
     eval_visitors = np.unique(query_visitors)
     eval_rows(train, eval_visitors)  # fail before any model runs
-    models, timings, curves = {}, {}, {}
+    queries = metrics.describe_queries(
+        query_visitors, query_items, query_events, visitor_ids, item_ids
+    )
+    models, timings, curves, ranks = {}, {}, {}, {}
     for name in names:
         started = time.perf_counter()
         lists = run_baseline(name, train, eval_visitors, ranking.LIST_LENGTH, exclude_seen)
         timings[name] = time.perf_counter() - started
         per_query = metrics.lists_for_queries(lists, eval_visitors, query_visitors)
-        models[name] = metrics.evaluate(per_query, query_items, train.n_items)
+        models[name], ranks[name] = metrics.report(per_query, queries, train.n_items)
         curves[name] = [float(x) for x in metrics.recall_curve(per_query, query_items)]
     best = max(names, key=lambda name: (models[name]["recall@50"], -list(names).index(name)))
     return {
         "models": models,
         "recall_curves": curves,
+        "per_query": ranks,
         "exclude_seen": bool(exclude_seen),
         "best_baseline": best,
         "best_recall@50": models[best]["recall@50"],

@@ -9,19 +9,10 @@ from __future__ import annotations
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.artifacts import RowCounts
+from components.artifacts import BaselineMetrics, RowCounts
 from components.baselines import executor
-
-
-class BaselineMetrics(Artifact):
-    """Per-baseline Recall@K, NDCG@50 and coverage@50 (``metrics.json`` in the artifact URI)."""
-
-    # The best baseline goes to custom properties ("best_baseline", "best_recall_at_50"): KFP v2
-    # compiles custom artifact types only without declared properties.
-    TYPE_NAME = "retailrec.BaselineMetrics"
 
 
 class BaselinesSpec(types.ComponentSpec):

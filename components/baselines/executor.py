@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
 from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components import examples_io
+from components import artifacts, examples_io
 from components.artifacts import verified_counts
 from components.baselines import baselines
 from modules import features as F
 from modules import memory, row_counts
-
-METRICS_FILE = "metrics.json"
 
 
 class Executor(base_executor.BaseExecutor):
@@ -34,7 +31,9 @@ class Executor(base_executor.BaseExecutor):
         names = json.loads(exec_properties["baselines"])
         columns = {F.VISITOR_ID: "int64", F.ITEM_ID: "int64", F.TIMESTAMP: "int64"}
         train = examples_io.read_columns(examples.uri, exec_properties["train_split"], columns)
-        queries = examples_io.read_columns(examples.uri, exec_properties["eval_split"], columns)
+        queries = examples_io.read_columns(
+            examples.uri, exec_properties["eval_split"], {**columns, F.EVENT: "string"}
+        )
         result_checks = read_checks(input_dict, exec_properties, train, queries)
         logging.info(
             "Baselines %s on %d train events, %d eval queries",
@@ -50,8 +49,12 @@ class Executor(base_executor.BaseExecutor):
             queries[F.ITEM_ID],
             exclude_seen=bool(exec_properties["exclude_seen"]),
             names=names,
+            query_events=queries[F.EVENT],
         )
-        write_metrics(output, {**result, row_counts.CHECKS_KEY: result_checks})
+        artifacts.write_per_query(
+            output.uri, queries[F.VISITOR_ID], queries[F.ITEM_ID], result.pop("per_query")
+        )
+        artifacts.write_baselines(output, {**result, row_counts.CHECKS_KEY: result_checks})
         memory.release()
 
 
@@ -77,18 +80,3 @@ def read_checks(input_dict, exec_properties, train: dict, queries: dict) -> list
             COMPONENT, eval_split, "eval visitors", expected["eval_visitors"], visitors
         )
     ]
-
-
-def write_metrics(output: types.Artifact, result: dict) -> None:
-    """Writes the result to ``<uri>/metrics.json`` and the best baseline to artifact properties."""
-    os.makedirs(output.uri, exist_ok=True)
-    with open(os.path.join(output.uri, METRICS_FILE), "w") as fh:
-        json.dump(result, fh, indent=2, sort_keys=True)
-    output.set_string_custom_property("best_baseline", result["best_baseline"])
-    output.set_float_custom_property("best_recall_at_50", float(result["best_recall@50"]))
-
-
-def read_metrics(uri: str) -> dict:
-    """Reads the ``metrics.json`` of a BaselineMetrics artifact."""
-    with open(os.path.join(uri, METRICS_FILE)) as fh:
-        return json.load(fh)

@@ -8,8 +8,10 @@ import os
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
+from components import artifacts
+from components.artifacts import BaselineMetrics
 from components.baselines import baselines, executor
-from components.baselines.component import BaselineMetrics, Baselines
+from components.baselines.component import Baselines
 from modules import features as F
 
 # Train: visitor 1 saw items 10 then 20; visitor 2 saw 10; visitor 3 saw 30 twice.
@@ -32,6 +34,7 @@ def _write_split(root: str, split: str, rows) -> None:
                         ),
                         F.ITEM_ID: tf.train.Feature(int64_list=tf.train.Int64List(value=[item])),
                         F.TIMESTAMP: tf.train.Feature(int64_list=tf.train.Int64List(value=[ts])),
+                        F.EVENT: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"view"])),
                     }
                 )
             )
@@ -58,7 +61,7 @@ def test_executor_writes_metrics_and_best_baseline(tmp_path):
         },
     )
 
-    result = executor.read_metrics(output.uri)
+    result = artifacts.read_baselines(output.uri)
     assert set(result["models"]) == set(baselines.BASELINE_NAMES)
     # Recently viewed: visitor 1's list is [20, 10] (hit), visitor 2's is [10] (miss), 3: miss.
     assert abs(result["models"]["recently_viewed"]["recall@50"] - 1 / 3) < 1e-9
@@ -67,6 +70,14 @@ def test_executor_writes_metrics_and_best_baseline(tmp_path):
     assert output.get_string_custom_property("best_baseline") == result["best_baseline"]
     assert output.get_float_custom_property("best_recall_at_50") == result["best_recall@50"]
     assert result["best_recall@50"] == max(m["recall@50"] for m in result["models"].values())
+    # Slices and intervals for every baseline; per-query ranks kept for paired comparisons.
+    popular = result["models"]["most_popular"]
+    assert popular["slices"]["target_cold"] == {"queries": 1, "recall@10": 0.0, "recall@50": 0.0}
+    assert popular["slices"]["event_view"]["queries"] == 3
+    assert popular["recall@50_ci"][0] <= 2 / 3 <= popular["recall@50_ci"][1]
+    visitors, targets, ranks = artifacts.read_per_query(output.uri)
+    assert visitors.tolist() == [1, 2, 3] and targets.tolist() == [20, 20, 99]
+    assert set(ranks) == set(baselines.BASELINE_NAMES) and ranks["most_popular"][2] == 0
 
 
 def test_component_declares_its_channels():

@@ -14,10 +14,8 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.artifacts import RowCounts
-from components.baselines.component import BaselineMetrics
+from components.artifacts import AnnMetrics, BaselineMetrics, RowCounts
 from components.retrieval_evaluator import executor
-from components.scann_index.component import AnnMetrics
 from modules import constants
 
 

@@ -1,29 +1,34 @@
-"""Executor of the RetrievalEvaluator: artifact plumbing around ``evaluate`` and ``gate``."""
+"""Executor of the RetrievalEvaluator: artifact plumbing around ``components.scoring`` and ``gate``.
+
+It scores the candidate (and the latest blessed model) on the eval split, pairs its per-query
+hits with the baselines' (``per_query.npz`` of the Baselines artifact) for bootstrap intervals of
+the differences and ratios (``modules.metrics``), and lets ``gate`` decide.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any
 
+import numpy as np
 from tfx import types
 from tfx.components.evaluator import constants
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
+from components import artifacts, scoring
 from components.artifacts import verified_counts
-from components.baselines import executor as baselines_executor
-from components.retrieval_evaluator import evaluate, gate
-from components.scann_index import executor as scann_executor
-from modules import memory, row_counts
+from components.retrieval_evaluator import gate
+from modules import memory, metrics, row_counts
 
-EVALUATION_FILE = "metrics.json"
+CANDIDATE = "two_tower"
+PREVIOUS = "latest_blessed"
 
 
-def _evaluate(model: types.Artifact, examples: types.Artifact, props: dict[str, Any]):
-    return evaluate.evaluate_model(
+def _score(model: types.Artifact, examples: types.Artifact, props: dict[str, Any]):
+    return scoring.score_model(
         path_utils.serving_model_path(model.uri),
         examples.uri,
         exclude_seen=bool(props["exclude_seen"]),
@@ -31,6 +36,50 @@ def _evaluate(model: types.Artifact, examples: types.Artifact, props: dict[str, 
         eval_split=props["eval_split"],
         exact_vectors=True,  # the Trainer's models are brute force: same scores, 3x faster
     )
+
+
+def comparisons(
+    scored: scoring.Scored, baseline: dict | None, baseline_ranks: dict | None, previous=None
+) -> tuple[dict, dict | None]:
+    """Paired intervals of the candidate against every baseline and the latest blessed model.
+
+    Returns:
+      (``{"two_tower_vs_<baseline>": compare(...)}``, the comparison with the previous model or
+      None).
+    """
+    ranks = {CANDIDATE: scored.ranks, **(baseline_ranks or {})}
+    if previous is not None:
+        ranks[PREVIOUS] = previous.ranks
+    samples = metrics.bootstrap_recalls(ranks, scored.queries.visitors)
+    recall = scored.metrics["recall@50"]
+    out = {}
+    for name in baseline_ranks or {}:
+        other = baseline["models"][name]["recall@50"]
+        out[f"{CANDIDATE}_vs_{name}"] = metrics.compare(
+            recall, samples[CANDIDATE], other, samples[name]
+        )
+    against_previous = None
+    if previous is not None:
+        against_previous = metrics.compare(
+            recall, samples[CANDIDATE], previous.metrics["recall@50"], samples[PREVIOUS]
+        )
+    return out, against_previous
+
+
+def _baseline_ranks(uri: str, scored: scoring.Scored) -> dict | None:
+    """The baselines' per-query ranks, checked to be for the very queries scored here."""
+    stored = artifacts.read_per_query(uri)
+    if stored is None:
+        return None
+    visitors, targets, ranks = stored
+    if not (
+        np.array_equal(visitors, scored.queries.visitors)
+        and np.array_equal(targets, scored.queries.targets)
+    ):
+        raise ValueError(
+            f"{uri}: the baselines' per-query ranks are for other eval queries than the model's"
+        )
+    return ranks
 
 
 class Executor(base_executor.BaseExecutor):
@@ -47,45 +96,58 @@ class Executor(base_executor.BaseExecutor):
         evaluation = artifact_utils.get_single_instance(output_dict["evaluation"])
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
 
-        metrics, curve, read = _evaluate(model, examples, exec_properties)
-        logging.info("Candidate model %s: %s", model.uri, metrics)
-        checks = read_checks(input_dict, exec_properties, model, read)
+        scored = _score(model, examples, exec_properties)
+        logging.info("Candidate model %s: %s", model.uri, scored.metrics)
+        checks = read_checks(input_dict, exec_properties, model, scored.read)
 
         previous = previous_model = None
         if input_dict.get("baseline_model"):
             previous_model = artifact_utils.get_single_instance(input_dict["baseline_model"])
             if previous_model.id != model.id:
-                previous, _, _ = _evaluate(previous_model, examples, exec_properties)
-        best = None
+                previous = _score(previous_model, examples, exec_properties)
+        best = baseline = baseline_ranks = None
         if input_dict.get("baseline_metrics"):
-            baseline = artifact_utils.get_single_instance(input_dict["baseline_metrics"])
-            result = baselines_executor.read_metrics(baseline.uri)
-            best = (result["best_baseline"], float(result["best_recall@50"]))
+            uri = artifact_utils.get_single_instance(input_dict["baseline_metrics"]).uri
+            baseline = artifacts.read_baselines(uri)
+            baseline_ranks = _baseline_ranks(uri, scored)
+            best = (baseline["best_baseline"], float(baseline["best_recall@50"]))
+        against, against_previous = comparisons(scored, baseline, baseline_ranks, previous)
 
         extra = []
         if input_dict.get("index_metrics"):
             index = artifact_utils.get_single_instance(input_dict["index_metrics"])
-            ann = scann_executor.read_metrics(index.uri)
+            ann = artifacts.read_ann(index.uri)
             extra.append(
                 (
                     bool(ann["meets_target"]),
-                    f"ScaNN Recall@{ann['k']} vs exact {ann['recall_vs_exact@50']:.4f} >= target "
-                    f"{ann['target_recall']:.2f} ({ann['config_name']})",
+                    f"ScaNN Recall@{ann['k']} vs exact {ann[artifacts.FIDELITY_KEY]:.4f} >= "
+                    f"target {ann['target_recall']:.2f} ({ann['config_name']})",
                 )
             )
         decision = gate.decide(
-            metrics,
+            scored.metrics,
             min_recall=float(exec_properties["min_recall"]),
-            previous=previous,
+            previous=None if previous is None else previous.metrics,
+            previous_comparison=against_previous,
             regression_tolerance=float(exec_properties["regression_tolerance"]),
             best_baseline=best,
+            baseline_comparison=against.get(f"{CANDIDATE}_vs_{best[0]}") if best else None,
             extra_checks=extra,
         )
         for line in decision.reasons:
             logging.info("Gate: %s", line)
-        write_outputs(
-            evaluation, blessing, model, previous_model, metrics, curve, previous, decision, checks
-        )
+        payload = {
+            "metrics": scored.metrics,
+            "recall_curve": [float(x) for x in scored.curve],
+            "previous_blessed_model": None if previous is None else previous.metrics,
+            "previous_comparison": against_previous,
+            "comparisons": against,
+            "blessed": decision.blessed,
+            "reasons": decision.reasons,
+            row_counts.CHECKS_KEY: list(checks),
+        }
+        artifacts.write_evaluation(evaluation.uri, payload)
+        write_blessing(blessing, model, previous_model, decision)
         memory.release()
 
 
@@ -101,8 +163,8 @@ def read_checks(input_dict, exec_properties, model: types.Artifact, read: dict) 
         COMPONENT,
         expected,
         [
-            (exec_properties["eval_split"], evaluate.EVAL_QUERIES, read[evaluate.EVAL_QUERIES]),
-            (exec_properties["train_split"], evaluate.TRAIN_EVENTS, read[evaluate.TRAIN_EVENTS]),
+            (exec_properties["eval_split"], scoring.EVAL_QUERIES, read[scoring.EVAL_QUERIES]),
+            (exec_properties["train_split"], scoring.TRAIN_EVENTS, read[scoring.TRAIN_EVENTS]),
         ],
     )
     # What the Trainer wrote beside its model (modules/trainer.py): its reads and Transform's.
@@ -113,22 +175,8 @@ def read_checks(input_dict, exec_properties, model: types.Artifact, read: dict) 
     return checks
 
 
-def write_outputs(
-    evaluation, blessing, model, previous_model, metrics, curve, previous, decision, checks=()
-):
-    """Writes ``metrics.json`` and a standard ModelBlessing (what the Pusher and resolver read)."""
-    payload = {
-        "metrics": metrics,
-        "recall_curve": [float(x) for x in curve],
-        "previous_blessed_model": previous,
-        "blessed": decision.blessed,
-        "reasons": decision.reasons,
-        row_counts.CHECKS_KEY: list(checks),
-    }
-    os.makedirs(evaluation.uri, exist_ok=True)
-    with open(os.path.join(evaluation.uri, EVALUATION_FILE), "w") as fh:
-        json.dump(payload, fh, indent=2)
-
+def write_blessing(blessing, model, previous_model, decision: gate.Decision) -> None:
+    """Writes a standard ModelBlessing (what the Pusher and the resolver read)."""
     name = constants.BLESSED_FILE_NAME if decision.blessed else constants.NOT_BLESSED_FILE_NAME
     io_utils.write_string_file(os.path.join(blessing.uri, name), "\n".join(decision.reasons))
     blessing.set_int_custom_property(
@@ -149,9 +197,3 @@ def write_outputs(
     blessing.set_string_custom_property(
         constants.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY, "; ".join(decision.reasons)
     )
-
-
-def read_evaluation(uri: str) -> dict:
-    """Reads the ``metrics.json`` of a ModelEvaluation written by this component."""
-    with open(os.path.join(uri, EVALUATION_FILE)) as fh:
-        return json.load(fh)

@@ -1,12 +1,17 @@
-"""Scores a retrieval SavedModel on the eval split exactly like the baselines (DESIGN section 5).
+"""Scores a retrieval SavedModel on an Examples split like the baselines (DESIGN section 5).
+
+A library of the components (the RetrievalEvaluator and the ScannIndex both score models with it),
+not a component.
 
 Every eval example is one query; the model returns its top candidates over the whole catalogue
 from the raw features (the Transform graph is inside the SavedModel); the lists are cut to 50
-(after dropping seen items under ``exclude_seen``) and scored by ``modules.evaluation`` — the
+(after dropping seen items under ``exclude_seen``) and scored by ``modules.metrics`` — the
 same code that scores the baselines.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -143,6 +148,72 @@ def recommend_exact(
     return np.concatenate(visitors), np.concatenate(targets), np.concatenate(lists)
 
 
+@dataclasses.dataclass
+class Scored:
+    """One model scored on the eval split.
+
+    Attributes:
+      metrics: `modules.metrics.report`'s figures (Recall@K, NDCG@50, coverage@50, the Recall@50
+        interval and the slices).
+      curve: Recall@K for K = 1..50.
+      read: rows read, ``{"train events": n, "eval queries": n}``, for the row-count checks.
+      ranks: [n] hit rank of every eval query (0: miss), in file order, for paired comparisons.
+      queries: the eval queries (visitors, targets, slices).
+    """
+
+    metrics: dict
+    curve: np.ndarray
+    read: dict[str, int]
+    ranks: np.ndarray
+    queries: metrics.Queries
+
+
+def score_model(
+    model_dir: str,
+    examples_uri: str,
+    *,
+    exclude_seen: bool,
+    train_split: str,
+    eval_split: str,
+    exact_vectors: bool = False,
+) -> Scored:
+    """Scores a SavedModel on the eval split under the protocol (DESIGN 5).
+
+    Args:
+      exact_vectors: score with the model's query and catalogue vectors (``recommend_exact``,
+        brute-force models) instead of its evaluator signature (``recommend``, any model, e.g.
+        the ScaNN one).
+
+    Raises:
+      ValueError: the eval split's rows are not the ones the model was given (a reader bug).
+    """
+    train = examples_io.read_columns(
+        examples_uri, train_split, {F.VISITOR_ID: "int64", F.ITEM_ID: "int64"}
+    )
+    rows = examples_io.read_columns(
+        examples_uri, eval_split, {F.VISITOR_ID: "int64", F.ITEM_ID: "int64", F.EVENT: "string"}
+    )
+    rank = recommend_exact if exact_vectors else recommend
+    visitors, targets, lists = rank(model_dir, examples_io.split_files(examples_uri, eval_split))
+    if not (
+        np.array_equal(visitors, rows[F.VISITOR_ID]) and np.array_equal(targets, rows[F.ITEM_ID])
+    ):
+        raise ValueError(f"{examples_uri}: the eval rows were read in two different orders")
+    if exclude_seen:
+        lists = ranking.drop_seen(
+            lists, visitors, train[F.VISITOR_ID], train[F.ITEM_ID], ranking.LIST_LENGTH
+        )
+    else:
+        lists = lists[:, : ranking.LIST_LENGTH]
+    queries = metrics.describe_queries(
+        visitors, targets, rows[F.EVENT], train[F.VISITOR_ID], train[F.ITEM_ID]
+    )
+    n_train_items = int(np.unique(train[F.ITEM_ID]).size)
+    values, ranks = metrics.report(lists, queries, n_train_items)
+    read = {TRAIN_EVENTS: int(train[F.ITEM_ID].size), EVAL_QUERIES: int(targets.size)}
+    return Scored(values, metrics.recall_curve(lists, targets), read, ranks, queries)
+
+
 def evaluate_model(
     model_dir: str,
     examples_uri: str,
@@ -151,30 +222,14 @@ def evaluate_model(
     train_split: str,
     eval_split: str,
     exact_vectors: bool = False,
-) -> tuple[dict[str, float], np.ndarray, dict[str, int]]:
-    """Recall@K, NDCG@50 and coverage@50 of a SavedModel on the eval split.
-
-    Args:
-      exact_vectors: score with the model's query and catalogue vectors (``recommend_exact``,
-        brute-force models) instead of its evaluator signature (``recommend``, any model, e.g.
-        the ScaNN one).
-
-    Returns:
-      (metrics, recall curve for K = 1..50, rows read: ``{"train events": n, "eval queries": n}``
-      for the row-count checks).
-    """
-    train = examples_io.read_columns(
-        examples_uri, train_split, {F.VISITOR_ID: "int64", F.ITEM_ID: "int64"}
+) -> tuple[dict, np.ndarray, dict[str, int]]:
+    """`score_model` as (metrics, recall curve for K = 1..50, rows read)."""
+    scored = score_model(
+        model_dir,
+        examples_uri,
+        exclude_seen=exclude_seen,
+        train_split=train_split,
+        eval_split=eval_split,
+        exact_vectors=exact_vectors,
     )
-    rank = recommend_exact if exact_vectors else recommend
-    visitors, targets, lists = rank(model_dir, examples_io.split_files(examples_uri, eval_split))
-    if exclude_seen:
-        lists = ranking.drop_seen(
-            lists, visitors, train[F.VISITOR_ID], train[F.ITEM_ID], ranking.LIST_LENGTH
-        )
-    else:
-        lists = lists[:, : ranking.LIST_LENGTH]
-    n_train_items = int(np.unique(train[F.ITEM_ID]).size)
-    values = metrics.evaluate(lists, targets, n_train_items)
-    read = {TRAIN_EVENTS: int(train[F.ITEM_ID].size), EVAL_QUERIES: int(targets.size)}
-    return values, metrics.recall_curve(lists, targets), read
+    return scored.metrics, scored.curve, scored.read
