@@ -23,7 +23,12 @@ TRAIN_EVENTS = "train events"
 EVAL_QUERIES = "eval queries"
 
 
-def recommend(model_dir: str, eval_files: list[str], batch_size: int = constants.EVAL_BATCH_SIZE):
+def recommend(
+    model_dir: str,
+    eval_files: list[str],
+    batch_size: int = constants.EVAL_BATCH_SIZE,
+    query_time_ms: int | None = None,
+):
     """Runs the model's evaluation signature over serialized eval examples.
 
     Returns:
@@ -34,7 +39,7 @@ def recommend(model_dir: str, eval_files: list[str], batch_size: int = constants
     model = tf.saved_model.load(model_dir)
     signature = model.signatures[serving.EVAL_SIGNATURE]
     visitors, targets, lists = [], [], []
-    for records, visitor, target in _eval_batches(eval_files, batch_size):
+    for records, visitor, target in _eval_batches(eval_files, batch_size, query_time_ms):
         out = signature(examples=records)
         visitors.append(visitor)
         targets.append(target)
@@ -42,8 +47,12 @@ def recommend(model_dir: str, eval_files: list[str], batch_size: int = constants
     return np.concatenate(visitors), np.concatenate(targets), np.concatenate(lists)
 
 
-def _eval_batches(eval_files: list[str], batch_size: int):
-    """Yields (serialized examples, their visitor ids, their target item ids), in file order."""
+def _eval_batches(eval_files: list[str], batch_size: int, query_time_ms: int | None = None):
+    """Yields (serialized examples, their visitor ids, their target item ids), in file order.
+
+    With ``query_time_ms`` every query's own timestamp is replaced by that time (an ablation:
+    the baselines never see when a query happens; ``benchmarks/bench_ablations.py``).
+    """
     import tensorflow as tf
 
     spec = {
@@ -53,7 +62,18 @@ def _eval_batches(eval_files: list[str], batch_size: int):
     dataset = tf.data.TFRecordDataset(eval_files, compression_type="GZIP").batch(batch_size)
     for records in dataset:
         parsed = tf.io.parse_example(records, spec)
+        if query_time_ms is not None:
+            records = tf.constant([_at_time(r, query_time_ms) for r in records.numpy()])
         yield records, parsed[F.VISITOR_ID].numpy(), parsed[F.ITEM_ID].numpy()
+
+
+def _at_time(record: bytes, time_ms: int) -> bytes:
+    """The serialized example with its timestamp set to ``time_ms``."""
+    import tensorflow as tf
+
+    example = tf.train.Example.FromString(record)
+    example.features.feature[F.TIMESTAMP].int64_list.value[:] = [time_ms]
+    return example.SerializeToString()
 
 
 # Columns per group of the exact top-k's prefilter (``top_rows``); 16 was fastest on 400k columns.
@@ -102,7 +122,10 @@ def padded_width(n_cols: int) -> int:
 
 
 def recommend_exact(
-    model_dir: str, eval_files: list[str], batch_size: int = constants.EVAL_BATCH_SIZE
+    model_dir: str,
+    eval_files: list[str],
+    batch_size: int = constants.EVAL_BATCH_SIZE,
+    query_time_ms: int | None = None,
 ):
     """The brute-force model's eval lists from its own query and catalogue vectors.
 
@@ -133,7 +156,7 @@ def recommend_exact(
     signature = model.signatures[serving.QUERY_SIGNATURE]
     query_spec = dict(signature.structured_input_signature[1])
     visitors, targets, lists = [], [], []
-    for records, visitor, target in _eval_batches(eval_files, batch_size):
+    for records, visitor, target in _eval_batches(eval_files, batch_size, query_time_ms):
         out = signature(**parse_user_columns(records, query_spec))
         query = out["query"].numpy().astype(np.float32)
         scores = buffer[: len(query)]
@@ -176,6 +199,7 @@ def score_model(
     train_split: str,
     eval_split: str,
     exact_vectors: bool = False,
+    query_time_ms: int | None = None,
 ) -> Scored:
     """Scores a SavedModel on the eval split under the protocol (DESIGN 5).
 
@@ -183,6 +207,7 @@ def score_model(
       exact_vectors: score with the model's query and catalogue vectors (``recommend_exact``,
         brute-force models) instead of its evaluator signature (``recommend``, any model, e.g.
         the ScaNN one).
+      query_time_ms: replace every query's own timestamp by this time (an ablation).
 
     Raises:
       ValueError: the eval split's rows are not the ones the model was given (a reader bug).
@@ -194,7 +219,9 @@ def score_model(
         examples_uri, eval_split, {F.VISITOR_ID: "int64", F.ITEM_ID: "int64", F.EVENT: "string"}
     )
     rank = recommend_exact if exact_vectors else recommend
-    visitors, targets, lists = rank(model_dir, examples_io.split_files(examples_uri, eval_split))
+    visitors, targets, lists = rank(
+        model_dir, examples_io.split_files(examples_uri, eval_split), query_time_ms=query_time_ms
+    )
     if not (
         np.array_equal(visitors, rows[F.VISITOR_ID]) and np.array_equal(targets, rows[F.ITEM_ID])
     ):

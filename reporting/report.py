@@ -1,9 +1,10 @@
 """``OUTPUT/report.html``: one self-contained page that says what a run found and decided.
 
-Plots are PNG images embedded in the page (base64), so it opens with no network: Recall@K for
-K = 1..50 of every model, the ANN recall/latency curve when an index was tuned, the export's data
-summary, the gate decision with its reasons, timings, and the lineage (the URIs of every artifact
-the run produced or reused, and where the model was pushed).
+Written for an ML engineer to read and forward: a headline (blessed or not, by how much against
+the best baseline, with its interval), every model's metrics with interval bars, the paired
+comparisons, Recall by slice, the Recall@K curves, the ANN trade-off, the data, a model card
+(intended use, data, metrics, settings, limits), the row counts, timings in DAG order and the
+lineage. Plots are PNG images embedded in the page (base64), so it opens with no network.
 """
 
 from __future__ import annotations
@@ -32,19 +33,27 @@ def recall_plot(models: dict[str, dict], curves: dict[str, list[float]]) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    # Lines that coincide (two_tower and its ScaNN variant) stay readable: dashed over solid.
+    styles = {"two_tower": ("-", 3.0), "two_tower_scann": ("--", 1.6)}
     for name in sorted(models, key=lambda n: -models[n].get("recall@50", 0.0)):
+        style, width = styles.get(name, ("-", 1.3))
+        label = f"{name} ({models[name].get('recall@50', float('nan')):.3f})"
         if name in curves and curves[name]:
             ks = list(range(1, len(curves[name]) + 1))
-            ax.plot(ks, curves[name], label=name, linewidth=2 if "two_tower" in name else 1.3)
+            ax.plot(ks, curves[name], style, label=label, linewidth=width)
         else:
-            ks = [int(key.split("@")[1]) for key in models[name] if key.startswith("recall@")]
-            ax.plot(sorted(ks), [models[name][f"recall@{k}"] for k in sorted(ks)], "o-", label=name)
+            ks = sorted(
+                int(key.split("@")[1])
+                for key in models[name]
+                if key.startswith("recall@") and key.split("@")[1].isdigit()
+            )
+            ax.plot(ks, [models[name][f"recall@{k}"] for k in ks], "o-", label=label)
     ax.set_xlabel("K")
     ax.set_ylabel("Recall@K")
     ax.set_xlim(1, ranking.LIST_LENGTH)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("Recall@K on the eval split (every eval event one query)")
+    ax.set_title("Recall@K on the eval split (legend: Recall@50)")
     url = _png(fig)
     plt.close(fig)
     return url
@@ -72,6 +81,8 @@ def ann_plot(curve: list[dict[str, Any]]) -> str:
     ax.set_xlabel("queries / s")
     ax.set_ylabel("Recall@50 vs exact")
     ax.grid(alpha=0.3)
+    for c in curve:
+        ax.annotate(str(c.get("name", "")), (c["queries_per_s"], c["recall_vs_exact"]), fontsize=6)
     ax.set_title("ScaNN configurations tried (red: chosen)")
     url = _png(fig)
     plt.close(fig)
@@ -162,26 +173,123 @@ def comparison_table(comparisons: dict) -> str:
     )
 
 
-def build_html(
-    payload: dict,
-    export_summary: dict,
-    curves: dict[str, list[float]],
-    lineage: dict[str, dict[str, list[str]]],
-    gate_reasons: list[str],
-    ann_curve: list[dict[str, Any]] | None = None,
-) -> str:
-    """The page, from what the run recorded."""
+_CSS = """
+body{font-family:-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;background:#f5f6f8;color:#222}
+main{max-width:1100px;margin:0 auto;padding:1.5em 2em 3em}
+h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.15em;margin:1.6em 0 .4em;color:#234}
+section{background:#fff;border-radius:8px;padding:.6em 1.2em 1em;margin:1em 0;
+box-shadow:0 1px 3px rgba(0,0,0,.08)}
+table{border-collapse:collapse;margin:.6em 0}
+td,th{border-bottom:1px solid #e3e6ea;padding:4px 10px;font-size:13px;text-align:right}
+th{background:#f0f2f5;font-weight:600}td:first-child,th:first-child{text-align:left}
+.headline{font-size:1.25em;padding:.8em 1.2em;border-radius:8px;margin:.6em 0}
+.headline.ok{background:#e6f4ea;border-left:6px solid #188038}
+.headline.bad{background:#fce8e6;border-left:6px solid #c5221f}
+.ok{color:#188038;font-weight:600}.bad{color:#c5221f;font-weight:600}
+.muted{color:#666;font-size:.9em}code{font-size:12px}
+.bar{display:inline-block;height:10px;background:#4a7bb7;border-radius:2px}
+dl.card{display:grid;grid-template-columns:11em 1fr;gap:.3em 1em}dl.card dt{font-weight:600}
+dl.card dd{margin:0}
+"""
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    """A number at its precision: ints with separators, floats with ``digits`` decimals."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value != value:
+            return "–"
+        return f"{value:,.{digits}f}"
+    return html.escape(str(value))
+
+
+def headline(payload: dict) -> str:
+    """One sentence: blessed or not, the two-tower's Recall@50 and its ratio to the best baseline."""
+    models = payload.get("models", {})
+    two_tower = models.get("two_tower")
+    best = payload.get("best_baseline")
+    if not two_tower:
+        return "<div class='headline bad'>No two-tower evaluation in this run.</div>"
+    ci = two_tower.get("recall@50_ci")
+    text = f"two_tower Recall@50 <b>{two_tower['recall@50']:.4f}</b>"
+    if ci:
+        text += f" <span class='muted'>(95% CI {ci[0]:.4f}–{ci[1]:.4f})</span>"
+    comparison = (payload.get("comparisons") or {}).get(f"two_tower_vs_{best}")
+    if best in models:
+        text += f" vs best baseline {html.escape(best)} {models[best]['recall@50']:.4f}"
+        if comparison and comparison.get("ratio") is not None:
+            text += f": <b>{comparison['ratio']:.2f}x</b>"
+            if comparison.get("ratio_ci"):
+                low, high = comparison["ratio_ci"]
+                text += f" <span class='muted'>(95% CI {low:.2f}x–{high:.2f}x)</span>"
+    if payload.get("blessed"):
+        where = payload.get("pushed_to")
+        state = (
+            "BLESSED; TF Serving already serves this model"
+            if payload.get("pushed_new_version") is False
+            else "BLESSED and pushed"
+        )
+        pushed = f" to <code>{html.escape(str(where))}</code>" if where else ""
+        return f"<div class='headline ok'><b>{state}</b>{pushed}.<br>{text}.</div>"
+    return f"<div class='headline bad'><b>NOT blessed</b>: nothing was pushed.<br>{text}.</div>"
+
+
+def model_card(payload: dict, export_summary: dict, training: dict | None) -> str:
+    """What a model card says: intended use, data, metrics, training settings, limits."""
+    split = export_summary.get("split", {})
+    protocol = payload.get("protocol", {})
+    settings = (training or {}).get("settings", {})
+    validation = (training or {}).get("validation") or {}
+    shown = ", ".join(f"{html.escape(str(k))}={html.escape(str(v))}" for k, v in settings.items())
+    validation_text = (
+        ", ".join(f"{html.escape(str(k))}: {html.escape(str(v))}" for k, v in validation.items())
+        if validation
+        else "not recorded"
+    )
+    return f"""<dl class="card">
+<dt>Intended use</dt><dd>Candidate retrieval: the 50 catalogue items a visitor is most likely to
+interact with next, from the visitor's history and counters at request time (TF Serving
+signature <code>serving_default</code>). Meant to feed a ranking stage or business rules, not to
+be shown unfiltered.</dd>
+<dt>Data</dt><dd>The shop's events up to the cutoff {html.escape(str(protocol.get("cutoff")))}:
+{_fmt(split.get("n_train"))} train events of {_fmt(split.get("train_visitors"))} visitors
+over {_fmt(split.get("train_items"))} items; catalogue of {_fmt(split.get("n_items"))} items.</dd>
+<dt>Evaluation</dt><dd>Every eval event after the cutoff of a visitor seen in train is one query
+({_fmt(protocol.get("n_eval_queries"))} queries); the visitor's state is frozen at the cutoff;
+Recall@K over the whole catalogue, ties by ascending item id; exclude_seen
+{_fmt(protocol.get("exclude_seen"))}. Intervals: paired bootstrap over visitors.</dd>
+<dt>Training settings</dt><dd><code>{shown or "not recorded"}</code></dd>
+<dt>Choices</dt><dd>The epoch count and the repeat boost are chosen on a validation window inside
+train (never on the eval split): {validation_text}.</dd>
+<dt>Limits</dt><dd>One offline split of one shop: a guide to an A/B test, not a substitute.
+Visitors unseen in train are not evaluated; items without train events are reached through their
+content features only (see the <code>target_cold</code> slice). Offline Recall does not measure
+novelty or business value.</dd>
+</dl>"""
+
+
+def build_html(run: Any, export_summary: dict, output_dir: str = "") -> str:
+    """The page, from what the run recorded (``reporting.results.RunResults``).
+
+    Artifact paths in the lineage are shown relative to ``output_dir`` when inside it.
+    """
+    payload, curves, lineage = run.metrics, run.curves, run.lineage
     names = M.metric_names()
     models = payload.get("models", {})
     ordered = sorted(models, key=lambda n: -models[n].get("recall@50", 0.0))
     scale = max([models[n].get("recall@50_ci", [0, 0])[1] for n in ordered] + [0.01]) * 1.05
     table = _table(
         [
-            [html.escape(n)]
-            + [f"{models[n].get(m, float('nan')):.4f}" for m in names]
+            [f"<b>{html.escape(n)}</b>" if n == "two_tower" else html.escape(n)]
+            + [_fmt(models[n].get(m, float("nan"))) for m in names]
             + (
                 [
-                    f"[{models[n]['recall@50_ci'][0]:.4f}, {models[n]['recall@50_ci'][1]:.4f}]",
+                    f"{models[n]['recall@50_ci'][0]:.4f}–{models[n]['recall@50_ci'][1]:.4f}",
                     _interval_bar(*models[n]["recall@50_ci"], models[n]["recall@50"], scale),
                 ]
                 if models[n].get("recall@50_ci")
@@ -189,65 +297,74 @@ def build_html(
             )
             for n in ordered
         ],
-        ["model", *names, "recall@50 95% CI", ""],
-    )
-    blessed = payload.get("blessed")
-    verdict = (
-        f"<p class='ok'>BLESSED and pushed to <code>{html.escape(str(payload.get('pushed_to')))}</code></p>"
-        if blessed
-        else "<p class='bad'>NOT blessed: nothing was pushed</p>"
+        ["model", *names, "recall@50 95% CI", "interval"],
     )
     reasons = (
-        "".join(f"<li>{html.escape(r)}</li>" for r in gate_reasons)
+        "".join(
+            f"<li class='{'ok' if r.startswith('PASS') else 'bad'}'>{html.escape(r)}</li>"
+            for r in run.gate_reasons
+        )
         or "<li>(no gate in this run)</li>"
     )
     split = export_summary.get("split", {})
     events = export_summary.get("events", {})
     props = export_summary.get("properties", {})
     data_rows = [
-        ["events read", f"{events.get('rows_read', 0):,}"],
-        ["duplicates dropped", f"{events.get('dropped_duplicates', 0):,}"],
+        ["events read", _fmt(events.get("rows_read", 0))],
+        ["duplicates dropped", _fmt(events.get("dropped_duplicates", 0))],
         ["cutoff", html.escape(str(split.get("cutoff")))],
         [
             "train events / visitors / items",
-            f"{split.get('n_train', 0):,} / {split.get('train_visitors', 0):,} / {split.get('train_items', 0):,}",
+            f"{_fmt(split.get('n_train', 0))} / {_fmt(split.get('train_visitors', 0))} / "
+            f"{_fmt(split.get('train_items', 0))}",
         ],
         [
             "eval queries / visitors",
-            f"{split.get('n_eval_queries', 0):,} / {split.get('eval_visitors', 0):,}",
+            f"{_fmt(split.get('n_eval_queries', 0))} / {_fmt(split.get('eval_visitors', 0))}",
         ],
         [
             "eval events of visitors unseen in train (dropped)",
-            f"{split.get('dropped_eval_events_of_visitors_unseen_in_train', 0):,}",
+            _fmt(split.get("dropped_eval_events_of_visitors_unseen_in_train", 0)),
         ],
         [
             "eval targets seen by the visitor in train",
-            f"{split.get('eval_targets_seen_by_visitor_in_train', 0):,}",
+            _fmt(split.get("eval_targets_seen_by_visitor_in_train", 0)),
         ],
         [
             "eval targets never seen in train (misses for all)",
-            f"{split.get('eval_targets_not_in_train', 0):,}",
+            _fmt(split.get("eval_targets_not_in_train", 0)),
         ],
         [
             "catalogue items (cold: no train event)",
-            f"{split.get('n_items', 0):,} ({split.get('catalogue_items_without_train_events', 0):,})",
+            f"{_fmt(split.get('n_items', 0))} "
+            f"({_fmt(split.get('catalogue_items_without_train_events', 0))})",
         ],
         [
             "properties kept",
             html.escape(f"numeric {props.get('numeric')}, text {props.get('text')}"),
         ],
     ]
+    timings = payload.get("timings_s", {})
+    longest = max(list(timings.values()) + [1e-9])
+    order = [n for n in run.order if n in timings] + sorted(set(timings) - set(run.order))
+    cached = set(payload.get("cached", []))
     timing_rows = [
-        [html.escape(k), f"{v:.1f}"] for k, v in sorted(payload.get("timings_s", {}).items())
+        [
+            html.escape(node) + (" <span class='muted'>(cached)</span>" if node in cached else ""),
+            f"{timings[node]:,.1f}",
+            f"<span class='bar' style='width:{max(1, int(300 * timings[node] / longest))}px'></span>",
+        ]
+        for node in order
     ]
     lineage_rows = [
         [
             html.escape(node),
             html.escape(key),
-            "<br>".join(f"<code>{html.escape(u)}</code>" for u in uris),
+            "<br>".join(f"<code>{html.escape(_relative(u, output_dir))}</code>" for u in uris),
         ]
-        for node, outputs in sorted(lineage.items())
-        for key, uris in sorted(outputs.items())
+        for node in order + sorted(set(lineage) - set(order))
+        if node in lineage
+        for key, uris in sorted(lineage[node].items())
     ]
     counts = payload.get("counts") or {}
     count_rows = [
@@ -255,8 +372,8 @@ def build_html(
             html.escape(c["component"]),
             html.escape(c["split"]),
             html.escape(c["what"]),
-            f"{c['expected']:,}",
-            f"{c['found']:,}",
+            _fmt(c["expected"]),
+            _fmt(c["found"]),
             "<span class='ok'>equal</span>"
             if c["expected"] == c["found"]
             else "<span class='bad'>MISMATCH</span>",
@@ -264,37 +381,58 @@ def build_html(
         for c in counts.get("checks", [])
     ]
     counts_html = (
-        "<h2>Row counts</h2><p>Every component that reads examples checks what it read against the "
-        "export's rows (a mismatch stops the run).</p>"
+        "<section><h2>Row counts</h2><p>Every component that reads examples checks what it read "
+        "against the export's rows (a mismatch stops the run).</p>"
         + _table(count_rows, ["component", "split", "what", "expected", "found", ""])
+        + "</section>"
         if count_rows
         else ""
     )
     ann = ""
     if payload.get("ann"):
         ann_rows = [
-            [html.escape(k), html.escape(str(v))] for k, v in sorted(payload["ann"].items())
+            [html.escape(k), _fmt(v, 4 if isinstance(v, float) and v < 10 else 1)]
+            for k, v in sorted(payload["ann"].items())
         ]
-        ann = "<h2>Approximate nearest neighbours</h2>" + _table(ann_rows, ["figure", "value"])
-        if ann_curve:
-            ann += f"<img alt='ANN recall vs latency' src='{ann_plot(ann_curve)}'>"
+        ann = "<section><h2>Approximate nearest neighbours (ScaNN)</h2>" + _table(
+            ann_rows, ["figure", "value"]
+        )
+        if run.ann_curve:
+            ann += f"<img alt='ANN recall vs speed' src='{ann_plot(run.ann_curve)}'>"
+        ann += "</section>"
     best = payload.get("best_baseline")
+    comparisons = comparison_table(payload.get("comparisons") or {})
+    slices = slice_table(models)
     return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>retailrec run report</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}}td:first-child{{text-align:left}}
-.ok{{color:#070;font-weight:bold}}.bad{{color:#a00;font-weight:bold}}code{{font-size:12px}}</style></head><body>
+<style>{_CSS}</style></head><body><main>
 <h1>retailrec run report</h1>
-<h2>Gate decision</h2>{verdict}<ul id="reasons">{reasons}</ul>
-<h2>Models (best baseline: {html.escape(str(best))})</h2>{table}
-<img alt="Recall@K for every model" src="{recall_plot(models, curves)}">
-{comparison_table(payload.get("comparisons") or {{}})}
-{slice_table(models)}
+{headline(payload)}
+<section><h2>Gate decision</h2><ul id="reasons">{reasons}</ul></section>
+<section><h2>Models (best baseline: {html.escape(str(best))})</h2>{table}
+<img alt="Recall@K for every model" src="{recall_plot(models, curves)}"></section>
+{f"<section>{comparisons}</section>" if comparisons else ""}
+{f"<section>{slices}</section>" if slices else ""}
 {ann}
-<h2>Data</h2>{_table(data_rows, ["", "value"])}
+<section><h2>Model card</h2>{model_card(payload, export_summary, run.training)}</section>
+<section><h2>Data</h2>{_table(data_rows, ["", "value"])}</section>
 {counts_html}
-<h2>Timings (s)</h2>{_table(timing_rows, ["component", "seconds"])}
-<h2>Lineage</h2>{_table(lineage_rows, ["component", "output", "artifact URI"])}
-</body></html>"""
+<section><h2>Timings (s, in the order the steps started)</h2>
+{_table(timing_rows, ["component", "seconds", ""])}</section>
+<section><h2>Lineage</h2><details><summary>The artifacts of every step
+({sum(len(v) for v in lineage.values())} outputs)</summary>
+{_table(lineage_rows, ["component", "output", "artifact URI"])}</details></section>
+</main></body></html>"""
+
+
+def _relative(uri: str, base: str) -> str:
+    """A local artifact path relative to the run's output folder (URIs of other stores as is)."""
+    if "://" in uri or not base:
+        return uri
+    try:
+        rel = os.path.relpath(uri, base)
+    except ValueError:
+        return uri
+    return uri if rel.startswith("..") else rel
 
 
 def write(path: str, page: str) -> str:

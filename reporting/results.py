@@ -16,7 +16,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components import artifacts
 from components.pusher.component import PUSH_RECORD
-from modules import metrics, row_counts
+from modules import constants, metrics, row_counts
 from pipeline import pipeline as P
 
 _OUTPUT_EVENTS = (
@@ -40,6 +40,7 @@ class NodeResult:
     state: str
     seconds: float
     outputs: dict[str, list[metadata_store_pb2.Artifact]] = field(default_factory=dict)
+    started_ms: int = 0  # when ML Metadata recorded the execution (orders the DAG's steps)
 
 
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:
@@ -80,6 +81,7 @@ def latest_run(store: metadata_store.MetadataStore, pipeline_name: str) -> dict[
             state=_STATES.get(execution.last_known_state, "unknown"),
             seconds=round(seconds, 2),
             outputs=dict(outputs),
+            started_ms=int(execution.create_time_since_epoch),
         )
     return results
 
@@ -106,6 +108,8 @@ class RunResults:
     lineage: dict[str, dict[str, list[str]]]
     gate_reasons: list[str]
     ann_curve: list[dict] | None = None
+    order: list[str] = field(default_factory=list)  # node ids in the order they started
+    training: dict | None = None  # the Trainer's training_summary.json (settings, validation)
 
 
 def _json_at(uri: str, name: str) -> dict:
@@ -200,7 +204,13 @@ def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bo
         node: {key: [a.uri for a in artifacts] for key, artifacts in r.outputs.items()}
         for node, r in nodes.items()
     }
-    return RunResults(metrics, curves, lineage, reasons, ann_curve)
+    order = sorted(nodes, key=lambda n: (nodes[n].started_ms, n))
+    training = None
+    if uri := _first_uri(nodes, "Trainer", "model_run"):
+        path = os.path.join(uri, constants.TRAINING_SUMMARY_FILE)
+        if os.path.isfile(path):
+            training = artifacts.read_json(uri, constants.TRAINING_SUMMARY_FILE)
+    return RunResults(metrics, curves, lineage, reasons, ann_curve, order, training)
 
 
 # Where each component's count checks are: (node, output key, file in the artifact).

@@ -32,6 +32,7 @@ def _chromium() -> str:
 
 
 def test_report_renders_with_key_numbers(real_run, tmp_path):
+    """The headline, the slice table and the intervals render; a screenshot is kept."""
     chromium = _chromium()
     report = Path(real_run.where["report"])
     assert report.is_file()
@@ -48,7 +49,13 @@ def test_report_renders_with_key_numbers(real_run, tmp_path):
     for name, values in metrics["models"].items():
         assert name in dom
         assert f"{values['recall@50']:.4f}" in dom  # the table shows what metrics.json holds
-    assert "Gate decision" in dom and "Lineage" in dom
+    assert "Gate decision" in dom and "Lineage" in dom and "Model card" in dom
+    assert "class=\"headline" in dom and "two_tower Recall@50" in dom  # the headline
+    assert "Recall by slice" in dom and "target_seen" in dom and "history_6_20" in dom
+    two_tower = metrics["models"]["two_tower"]
+    low, high = two_tower["recall@50_ci"]
+    assert f"{low:.4f}–{high:.4f}" in dom  # the interval beside the point estimate
+    assert "Two-tower against each model" in dom
     assert "Row counts" in dom and "MISMATCH" not in dom  # every boundary's count, all equal
     assert f"{metrics['protocol']['n_eval_queries']:,}" in dom
     assert 'src="data:image/png;base64,' in dom  # the plot is embedded, no network needed
