@@ -44,6 +44,8 @@ ANN_SUMMARY_KEYS = (
     "target_recall",
     "n_items",
     "build_s",
+    "cost",
+    "exact_cost",
 )
 SCANN_MODEL_ENTRY = "two_tower_scann"  # the ScaNN model's metrics in ann.json and metrics.json
 

@@ -2,7 +2,9 @@
 
 TensorFlow, Beam and TFX log a great deal, partly from C++ straight to file descriptor 2. While the
 pipeline runs, descriptor 2 and every Python log record go to ``OUTPUT/logs/run.log``; the terminal
-gets which component is running and how long each took.
+gets which component is running, how long each took, and the milestones that long steps report
+through ``modules.progress`` (training epochs with their validation Recall, index tuning), indented
+under their component.
 """
 
 from __future__ import annotations
@@ -15,9 +17,25 @@ import sys
 import time
 from collections.abc import Iterator
 
+from modules import progress as step_progress
+
 _RUNNING = re.compile(r"^Component (\S+) is running\.$")
 _FINISHED = re.compile(r"^Component (\S+) is finished\.$")
 _SKIPPED = re.compile(r"^Skipping component (\S+)\.$")
+
+
+class _StepProgress(logging.Handler):
+    """Prints ``modules.progress`` records, indented under the running component."""
+
+    def __init__(self, components: _ComponentProgress):
+        super().__init__(level=logging.INFO)
+        self._components = components
+
+    def emit(self, record: logging.LogRecord) -> None:
+        running = self._components.running or ""
+        self._components._print(
+            f"[pipeline]   {running + ':' if running else ''} {record.getMessage()}"
+        )
 
 
 class _ComponentProgress(logging.Handler):
@@ -81,6 +99,10 @@ def pipeline_logging(log_file: str, quiet: bool = True) -> Iterator[_ComponentPr
     absl_logger.setLevel = lambda level: logging.Logger.setLevel(  # type: ignore[method-assign]
         absl_logger, min(level, logging.INFO) if level else logging.INFO
     )
+    steps_logger = logging.getLogger(step_progress.LOGGER_NAME)
+    steps = _StepProgress(progress)
+    steps_logger.addHandler(steps)
+    steps_logger.setLevel(logging.INFO)
     logging.captureWarnings(True)
     saved_fd = None
     if quiet:
@@ -97,6 +119,7 @@ def pipeline_logging(log_file: str, quiet: bool = True) -> Iterator[_ComponentPr
             os.dup2(saved_fd, 2)
             os.close(saved_fd)
         absl_logger.removeHandler(progress)
+        steps_logger.removeHandler(steps)
         del absl_logger.setLevel  # back to logging.Logger.setLevel
         logging.captureWarnings(False)
         file_handler.close()

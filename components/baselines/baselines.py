@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
-from modules import metrics, ranking
+from modules import metrics, progress, ranking
 from modules.constants import TIE_EPSILON
 
 # The protocol's five baselines (DESIGN 5), the names of metrics.json (DESIGN 8).
@@ -681,6 +681,9 @@ def evaluate_all(
         timings[name] = time.perf_counter() - started
         per_query = metrics.lists_for_queries(lists, eval_visitors, query_visitors)
         models[name], ranks[name] = metrics.report(per_query, queries, train.n_items)
+        progress.report(
+            "%s Recall@50 %.4f (%.1f s)", name, models[name]["recall@50"], timings[name]
+        )
         curves[name] = [float(x) for x in metrics.recall_curve(per_query, query_items)]
     best = max(names, key=lambda name: (models[name]["recall@50"], -list(names).index(name)))
     return {

@@ -21,7 +21,7 @@ from tfx.utils import io_utils, path_utils
 from components import artifacts, scoring
 from components.artifacts import verified_counts
 from components.retrieval_evaluator import gate
-from modules import memory, metrics, row_counts
+from modules import memory, metrics, progress, row_counts
 
 CANDIDATE = "two_tower"
 PREVIOUS = "latest_blessed"
@@ -98,6 +98,9 @@ class Executor(base_executor.BaseExecutor):
 
         scored = _score(model, examples, exec_properties)
         logging.info("Candidate model %s: %s", model.uri, scored.metrics)
+        progress.report(
+            "two_tower Recall@50 %.4f on %d queries", scored.metrics["recall@50"], scored.ranks.size
+        )
         checks = read_checks(input_dict, exec_properties, model, scored.read)
 
         previous = previous_model = None

@@ -1,11 +1,12 @@
 """ScannIndex: a tuned ScaNN index over the whole catalogue, served as a SavedModel (DESIGN 7-8).
 
 Why a component after the Trainer: the index is tuned on the run's own held-out (eval) queries to
-the cheapest configuration whose Recall@50 against exact search reaches the target, and the
-recall/latency curve it measured is an artifact, so "the index is faithful" is a fact checked on
-every run, not an assumption. Its ``scann_model`` output is a standard Model (the ScaNN SavedModel
-in its serving dir), so the stock Pusher pushes it; ``index_metrics`` carries ``ann.json`` for the
-gate and the run report.
+the cheapest configuration (distance computations per query, not timings: the same inputs give
+the same index on any machine) whose Recall@``SCANN_RECALL_K`` against exact search reaches the
+target, and the recall/cost curve it measured is an artifact, so "the index is faithful" is a fact
+checked on every run, not an assumption. Its ``scann_model`` output is a standard Model (the
+ScaNN SavedModel in its serving dir), so the stock Pusher pushes it; ``index_metrics`` carries
+``ann.json`` (``components.artifacts.write_ann``) for the gate and the run report.
 """
 
 from __future__ import annotations
@@ -13,23 +14,11 @@ from __future__ import annotations
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.artifacts import RowCounts
+from components.artifacts import AnnMetrics, RowCounts
 from components.scann_index import executor
 from modules import constants
-
-
-class AnnMetrics(Artifact):
-    """Index fidelity and speed (``ann.json`` in the artifact URI).
-
-    Headline figures also go to custom properties (``recall_vs_exact_at_50``, ``meets_target``,
-    ``scann_queries_per_s``, ``exact_queries_per_s``): KFP v2 compiles custom artifact types only
-    without declared properties.
-    """
-
-    TYPE_NAME = "retailrec.AnnMetrics"
 
 
 class ScannIndexSpec(types.ComponentSpec):
@@ -37,7 +26,6 @@ class ScannIndexSpec(types.ComponentSpec):
 
     PARAMETERS = {
         "target_recall": ExecutionParameter(type=float),
-        "k": ExecutionParameter(type=int),
         "exclude_seen": ExecutionParameter(type=int),  # 0/1, as the RetrievalEvaluator's
         "train_split": ExecutionParameter(type=str),
         "eval_split": ExecutionParameter(type=str),
@@ -68,7 +56,6 @@ class ScannIndex(base_component.BaseComponent):
         model: types.BaseChannel,
         examples: types.BaseChannel,
         target_recall: float = constants.SCANN_TARGET_RECALL,
-        k: int = constants.SCANN_RECALL_K,
         exclude_seen: bool = False,
         train_split: str = "train",
         eval_split: str = "eval",
@@ -80,8 +67,8 @@ class ScannIndex(base_component.BaseComponent):
           model: the Trainer's model (its serving SavedModel has the ``user_vectors`` and
             ``catalogue`` signatures of ``modules.serving``).
           examples: the ExampleGen's raw Examples; every eval row is one held-out query.
-          target_recall: Recall@k against exact search the index must reach.
-          k: the recall cut.
+          target_recall: Recall@``constants.SCANN_RECALL_K`` against exact search the index
+            must reach (the cut is that constant: the gate and the reports read that key).
           exclude_seen: as the RetrievalEvaluator's, for the ``two_tower_scann`` metrics.
           train_split: split for coverage (and ``exclude_seen``).
           eval_split: split of the held-out queries.
@@ -92,7 +79,6 @@ class ScannIndex(base_component.BaseComponent):
             examples=examples,
             row_counts=row_counts,
             target_recall=float(target_recall),
-            k=int(k),
             exclude_seen=int(exclude_seen),
             train_split=train_split,
             eval_split=eval_split,

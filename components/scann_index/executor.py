@@ -1,16 +1,16 @@
 """Executor of the ScannIndex component: artifact plumbing around ``index`` and ``serving``.
 
-``build_index`` does the work on plain paths (tune on held-out queries, time exact search, export
-the ScaNN SavedModel, check the served lists); ``Executor.Do`` maps artifacts to those paths and
-also scores the served model on the eval split exactly like the RetrievalEvaluator does
-(``evaluate.evaluate_model``: same lists, same ``modules.evaluation`` metrics).
+``build_index`` does the work on plain paths (choose the configuration on held-out queries by
+recall and cost, time it and exact search, export the ScaNN SavedModel, check the served lists);
+``Executor.Do`` maps artifacts to those paths, also scores the served model on the eval split
+exactly like the RetrievalEvaluator does (``scoring.evaluate_model``: same lists, same
+``modules.metrics``) and writes ``ann.json`` through ``components.artifacts``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Any
 
@@ -20,16 +20,13 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components import examples_io
-from components.artifacts import verified_counts
-from components.retrieval_evaluator import evaluate
-from components.scann_index import index
+from components import artifacts, examples_io, scoring
+from components.scann_index import index, speed
 from components.scann_index import serving as scann_serving
 from modules import constants, memory, ranking, row_counts, serving
 from modules import features as F
 
-ANN_FILE = "ann.json"
-MODEL_ENTRY = "two_tower_scann"
+COMPONENT = "ScannIndex"
 
 
 def build_index(
@@ -38,7 +35,6 @@ def build_index(
     out_dir: str,
     *,
     target_recall: float = constants.SCANN_TARGET_RECALL,
-    k: int = constants.SCANN_RECALL_K,
     n_queries: int = constants.SCANN_TUNE_QUERIES,
     seed: int = constants.SCANN_TUNE_SEED,
     threads: int = constants.SCANN_THREADS,
@@ -47,18 +43,22 @@ def build_index(
     grid: list[dict[str, Any]] | None = None,
     min_seconds: float = 0.1,
 ) -> dict[str, Any]:
-    """Tunes the index on held-out queries, exports the ScaNN SavedModel, returns the ann figures.
+    """Chooses the index on held-out queries, exports the ScaNN SavedModel, returns the ann figures.
+
+    The configuration is ``index.tune``'s: the cheapest (``index.cost``) reaching
+    ``target_recall`` of Recall@``constants.SCANN_RECALL_K`` against exact search, a function of
+    the inputs only. Queries/s are measured afterwards, for the chosen configuration and for
+    exact search, and only reported.
 
     Args:
       brute_force_dir: the Trainer's serving SavedModel (``modules.serving``).
       eval_files: gzipped TFRecords of the eval split (raw user columns); a seeded sample of
         ``n_queries`` of them are the held-out queries.
       out_dir: where the ScaNN SavedModel goes.
-      target_recall: Recall@k against exact search the chosen configuration must reach.
-      k: the recall cut.
+      target_recall: Recall@``SCANN_RECALL_K`` against exact search the choice must reach.
       n_queries: held-out queries to tune and time on.
       seed: the sample's seed.
-      threads: ScaNN search threads (exact search uses the process's BLAS/TF threads).
+      threads: ScaNN training and search threads.
       repeats: timing repeats (medians are reported).
       single_queries: queries timed one at a time.
       grid: configurations to try (default ``index.default_grid``).
@@ -67,6 +67,7 @@ def build_index(
     Returns:
       The ``ann.json`` payload (without the eval-split metrics; ``Executor.Do`` adds them).
     """
+    k = constants.SCANN_RECALL_K
     brute_force = scann_serving.load_brute_force(brute_force_dir)
     catalogue = brute_force.signatures[serving.CATALOGUE_SIGNATURE]()
     vectors = catalogue["item_vectors"].numpy().astype(np.float32)
@@ -74,42 +75,38 @@ def build_index(
     logging.info("ScaNN: tuning over %d items on %d held-out queries", len(vectors), len(queries))
 
     chosen, curve = index.tune(
-        vectors,
-        queries,
-        k=k,
-        target_recall=target_recall,
-        grid=grid,
-        repeats=repeats,
-        single_queries=single_queries,
-        threads=threads,
-        min_seconds=min_seconds,
+        vectors, queries, k=k, target_recall=target_recall, grid=grid, threads=threads
     )
     point = next(p for p in curve if p["config"] == chosen)
-    exact = _exact_speeds(vectors, queries, k, repeats, single_queries, min_seconds)
+    timing = dict(repeats=repeats, single_queries=single_queries, min_seconds=min_seconds)
+    scann = speed.scann_speed(vectors, queries, chosen, k, threads=threads, **timing)
+    exact = speed.exact_speeds(vectors, queries, k, **timing)
 
     start = time.perf_counter()
-    scann_serving.export_scann_model(brute_force_dir, out_dir, chosen)
+    scann_serving.export_scann_model(brute_force_dir, out_dir, chosen, training_threads=threads)
     export_s = time.perf_counter() - start
     served = _served_agreement(brute_force, out_dir, examples)
 
     best_exact = max(exact.values(), key=lambda e: e["queries_per_s"])
     best_single = max(exact.values(), key=lambda e: e["single_query_per_s"])
     payload = {
-        f"recall_vs_exact@{k}": point["recall_vs_exact"],
-        "scann_queries_per_s": point["queries_per_s"],
+        artifacts.FIDELITY_KEY: point["recall_vs_exact"],
+        "cost": point["cost"],
+        "exact_cost": index.cost(index.exact_config(), len(vectors), vectors.shape[1], k),
+        "scann_queries_per_s": scann["queries_per_s"],
         "exact_queries_per_s": best_exact["queries_per_s"],
-        "single_query_scann_per_s": point["single_query_per_s"],
+        "single_query_scann_per_s": scann["single_query_per_s"],
         "single_query_exact_per_s": best_single["single_query_per_s"],
-        "speedup": point["queries_per_s"] / best_exact["queries_per_s"],
-        "single_query_speedup": point["single_query_per_s"] / best_single["single_query_per_s"],
+        "speedup": scann["queries_per_s"] / best_exact["queries_per_s"],
+        "single_query_speedup": scann["single_query_per_s"] / best_single["single_query_per_s"],
         "exact": exact,
         "config": chosen,
         "config_name": index.describe(chosen),
         "served_config": scann_serving.served_config(chosen, _n_candidates(brute_force)),
         "meets_target": bool(point["meets_target"]),
         "target_recall": float(target_recall),
-        "k": int(k),
-        "build_s": point["build_s"],
+        "k": k,
+        "build_s": scann["build_s"],
         "export_s": export_s,
         "n_items": int(len(vectors)),
         "n_queries": int(len(queries)),
@@ -118,12 +115,15 @@ def build_index(
         "curve": curve,
     }
     logging.info(
-        "ScaNN: chose %s, Recall@%d %.4f (target %.2f), %.0f q/s vs exact %.0f q/s",
+        "ScaNN: chose %s (cost %.0f vs exact %.0f per query), Recall@%d %.4f (target %.2f), "
+        "%.0f q/s vs exact %.0f q/s",
         payload["config_name"],
+        point["cost"],
+        payload["exact_cost"],
         k,
         point["recall_vs_exact"],
         target_recall,
-        point["queries_per_s"],
+        scann["queries_per_s"],
         best_exact["queries_per_s"],
     )
     return payload
@@ -139,20 +139,6 @@ def _n_candidates(brute_force: Any) -> int:
         int(evaluate_fn.structured_outputs[serving.OUTPUT_CLASSES].shape[1]),
     )
     return k + int(query.structured_outputs["history_rows"].shape[1])
-
-
-def _exact_speeds(vectors, queries, k, repeats, single_queries, min_seconds) -> dict:
-    """Exact search two ways (numpy matmul + threshold top-k; TensorFlow matmul + top_k)."""
-    numpy_batched, numpy_single = index.measure_exact_speed(
-        vectors, queries, k, repeats=repeats, single_queries=single_queries, min_seconds=min_seconds
-    )
-    tf_batched, tf_single = scann_serving.exact_speed_tf(
-        vectors, queries, k, repeats=repeats, single_queries=single_queries
-    )
-    return {
-        "numpy": {"queries_per_s": numpy_batched, "single_query_per_s": numpy_single},
-        "tensorflow": {"queries_per_s": tf_batched, "single_query_per_s": tf_single},
-    }
 
 
 def _served_agreement(brute_force: Any, scann_dir: str, examples: list[bytes]) -> float:
@@ -194,31 +180,27 @@ class Executor(base_executor.BaseExecutor):
             examples_io.split_files(examples.uri, exec_properties["eval_split"]),
             out_dir,
             target_recall=float(exec_properties["target_recall"]),
-            k=int(exec_properties["k"]),
         )
-        scores, curve, read = evaluate.evaluate_model(
+        scores, curve, read = scoring.evaluate_model(
             out_dir,
             examples.uri,
             exclude_seen=bool(exec_properties["exclude_seen"]),
             train_split=exec_properties["train_split"],
             eval_split=exec_properties["eval_split"],
         )
-        payload[MODEL_ENTRY] = scores
+        payload[artifacts.SCANN_MODEL_ENTRY] = scores
         payload[row_counts.CHECKS_KEY] = read_checks(input_dict, exec_properties, payload, read)
-        payload[f"{MODEL_ENTRY}_recall_curve"] = [float(x) for x in curve]
+        payload[f"{artifacts.SCANN_MODEL_ENTRY}_recall_curve"] = [float(x) for x in curve]
         logging.info("ScaNN model on %s: %s", exec_properties["eval_split"], scores)
-        write_metrics(metrics, payload)
+        artifacts.write_ann(metrics, payload)
         scann_model.set_string_custom_property("index_config", json.dumps(payload["config"]))
         scann_model.set_int_custom_property("meets_target", int(payload["meets_target"]))
         memory.release()
 
 
-COMPONENT = "ScannIndex"
-
-
 def read_checks(input_dict, exec_properties, payload: dict, read: dict) -> list[dict]:
     """Items indexed and rows scored, checked against the ValidationGate's counts (if wired)."""
-    expected = verified_counts(input_dict)
+    expected = artifacts.verified_counts(input_dict)
     if expected is None:
         return []
     return row_counts.check_reads(
@@ -226,26 +208,7 @@ def read_checks(input_dict, exec_properties, payload: dict, read: dict) -> list[
         expected,
         [
             (F.ITEMS_SPLIT, "items indexed", payload["n_items"]),
-            (exec_properties["train_split"], evaluate.TRAIN_EVENTS, read[evaluate.TRAIN_EVENTS]),
-            (exec_properties["eval_split"], evaluate.EVAL_QUERIES, read[evaluate.EVAL_QUERIES]),
+            (exec_properties["train_split"], scoring.TRAIN_EVENTS, read[scoring.TRAIN_EVENTS]),
+            (exec_properties["eval_split"], scoring.EVAL_QUERIES, read[scoring.EVAL_QUERIES]),
         ],
     )
-
-
-def write_metrics(output: types.Artifact, payload: dict[str, Any]) -> None:
-    """Writes ``<uri>/ann.json`` and the headline figures as custom properties."""
-    os.makedirs(output.uri, exist_ok=True)
-    with open(os.path.join(output.uri, ANN_FILE), "w") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True)
-    k = payload["k"]
-    output.set_float_custom_property(f"recall_vs_exact_at_{k}", payload[f"recall_vs_exact@{k}"])
-    output.set_int_custom_property("meets_target", int(payload["meets_target"]))
-    output.set_float_custom_property("target_recall", payload["target_recall"])
-    output.set_float_custom_property("scann_queries_per_s", payload["scann_queries_per_s"])
-    output.set_float_custom_property("exact_queries_per_s", payload["exact_queries_per_s"])
-
-
-def read_metrics(uri: str) -> dict[str, Any]:
-    """Reads the ``ann.json`` of an AnnMetrics artifact."""
-    with open(os.path.join(uri, ANN_FILE)) as fh:
-        return json.load(fh)

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np
+import tensorflow as tf
+from tfx import types
+from tfx.types import standard_artifacts
+from tfx.utils import path_utils
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tfx import types  # noqa: E402
-from tfx.types import standard_artifacts  # noqa: E402
-from tfx.utils import path_utils  # noqa: E402
-
-from components.scann_index import executor, index  # noqa: E402
-from components.scann_index import serving as scann_serving  # noqa: E402
-from components.scann_index.component import AnnMetrics, ScannIndex  # noqa: E402
-from components.scann_index.serving_test import (  # noqa: E402
-    serialized,
-    toy_requests,
-    write_toy_brute_force,
-)
-from modules import features as F  # noqa: E402
-from modules import serving  # noqa: E402
+from components import artifacts
+from components.scann_index import executor, index
+from components.scann_index import serving as scann_serving
+from components.scann_index.component import AnnMetrics, ScannIndex
+from components.scann_index.testing import serialized, toy_requests, write_toy_brute_force
+from modules import constants, metrics, serving
+from modules import features as F
 
 N_ITEMS = 600
 
@@ -40,6 +35,7 @@ def _split(n: int, seed: int) -> list[bytes]:
     rng = np.random.default_rng(seed)
     requests[F.ITEM_ID] = 1000 + 7 * rng.integers(0, N_ITEMS, n)
     requests[F.ITEM_ID][::3] = 1000
+    requests[F.EVENT] = np.array(F.EVENT_TYPES, dtype=object)[np.arange(n) % len(F.EVENT_TYPES)]
     return serialized(requests)
 
 
@@ -54,24 +50,29 @@ def test_executor_writes_ann_json_and_a_pushable_model(tmp_path):
     _write_split(examples.uri, F.EVAL_SPLIT, _split(120, seed=2))
     scann_model = standard_artifacts.Model()
     scann_model.uri = str(tmp_path / "scann_model")
-    metrics = AnnMetrics()
-    metrics.uri = str(tmp_path / "ann")
+    ann_metrics = AnnMetrics()
+    ann_metrics.uri = str(tmp_path / "ann")
 
     executor.Executor().Do(
         {"model": [model], "examples": [examples]},
-        {"scann_model": [scann_model], "index_metrics": [metrics]},
+        {"scann_model": [scann_model], "index_metrics": [ann_metrics]},
         {
             "target_recall": 0.95,
-            "k": 50,
             "exclude_seen": 0,
             "train_split": F.TRAIN_SPLIT,
             "eval_split": F.EVAL_SPLIT,
         },
     )
 
-    ann = executor.read_metrics(metrics.uri)
+    ann = artifacts.read_ann(ann_metrics.uri)
+    # The keys the RetrievalEvaluator and the reports read.
+    assert artifacts.FIDELITY_KEY == "recall_vs_exact@50"
     assert set(ann) >= {
-        "recall_vs_exact@50",
+        artifacts.FIDELITY_KEY,
+        "k",
+        "target_recall",
+        "config_name",
+        "cost",
         "scann_queries_per_s",
         "exact_queries_per_s",
         "single_query_scann_per_s",
@@ -80,15 +81,17 @@ def test_executor_writes_ann_json_and_a_pushable_model(tmp_path):
         "curve",
         "meets_target",
         "build_s",
-        "two_tower_scann",
+        artifacts.SCANN_MODEL_ENTRY,
     }
+    assert ann["k"] == constants.SCANN_RECALL_K and ann["target_recall"] == 0.95
     # 600 items: a small catalogue, scored exactly inside ScaNN.
     assert ann["config"] == index.exact_config()
-    assert ann["recall_vs_exact@50"] == 1.0 and ann["meets_target"] is True
+    assert ann[artifacts.FIDELITY_KEY] == 1.0 and ann["meets_target"] is True
+    assert ann["cost"] == ann["exact_cost"] == N_ITEMS
     assert ann["served_recall_vs_brute_force@50"] == 1.0
     assert ann["n_queries"] == 120 and ann["n_items"] == N_ITEMS
     assert all(ann[key] > 0 for key in ("scann_queries_per_s", "exact_queries_per_s"))
-    assert set(ann["two_tower_scann"]) == set(metrics.metric_names())
+    assert set(ann[artifacts.SCANN_MODEL_ENTRY]) >= set(metrics.metric_names())
     # The exact index serves the brute-force lists, so its Recall@50 is the brute-force model's:
     # the share of eval targets in the toy model's top 50 (its eval signature returns more).
     bf = tf.saved_model.load(path_utils.serving_model_dir(model.uri))
@@ -96,10 +99,10 @@ def test_executor_writes_ann_json_and_a_pushable_model(tmp_path):
     lists = bf.signatures[serving.EVAL_SIGNATURE](examples=records)["classes"].numpy()[:, :50]
     targets = tf.io.parse_example(records, {F.ITEM_ID: tf.io.FixedLenFeature([], tf.int64)})
     hits = (lists == targets[F.ITEM_ID].numpy()[:, None]).any(axis=1).mean()
-    assert abs(ann["two_tower_scann"]["recall@50"] - hits) < 1e-9
+    assert abs(ann[artifacts.SCANN_MODEL_ENTRY]["recall@50"] - hits) < 1e-9
 
-    assert metrics.get_int_custom_property("meets_target") == 1
-    assert metrics.get_float_custom_property("recall_vs_exact_at_50") == 1.0
+    assert ann_metrics.get_int_custom_property("meets_target") == 1
+    assert ann_metrics.get_float_custom_property("recall_vs_exact_at_50") == 1.0
     # The Pusher reads the serving model from the Model artifact's standard place.
     served = scann_serving.load(path_utils.serving_model_path(scann_model.uri))
     assert serving.SERVING_SIGNATURE in served.signatures
@@ -116,7 +119,35 @@ def test_component_declares_its_channels():
     assert component.outputs["scann_model"].type is standard_artifacts.Model
     assert component.outputs["index_metrics"].type is AnnMetrics
     assert component.exec_properties["target_recall"] == 0.9
-    assert component.exec_properties["k"] == 50
+    # The recall cut is constants.SCANN_RECALL_K, not a parameter: the fidelity key is one.
+    assert "k" not in component.exec_properties
     assert component.exec_properties["exclude_seen"] == 1
     # KFP v2 compiles custom artifact types only without declared properties.
     assert not getattr(AnnMetrics, "PROPERTIES", None)
+
+
+def _variables(model_dir: str) -> dict[str, bytes]:
+    folder = os.path.join(model_dir, "variables")
+    return {name: open(os.path.join(folder, name), "rb").read() for name in os.listdir(folder)}
+
+
+def test_two_builds_on_the_same_inputs_give_the_same_index(tmp_path):
+    # A catalogue a tree suits (clustered), large enough for the default grid of trees.
+    bf_dir = write_toy_brute_force(str(tmp_path / "bf"), n_items=2500, dim=9, clusters=40)
+    eval_root = str(tmp_path / "examples")
+    _write_split(eval_root, F.EVAL_SPLIT, serialized(toy_requests(400, 2500, seed=3)))
+    files = [
+        os.path.join(eval_root, f"Split-{F.EVAL_SPLIT}", name)
+        for name in os.listdir(os.path.join(eval_root, f"Split-{F.EVAL_SPLIT}"))
+    ]
+    timing = dict(repeats=1, single_queries=5, min_seconds=0.01)
+    first = executor.build_index(bf_dir, files, str(tmp_path / "one"), **timing)
+    # With another number of training and search threads.
+    second = executor.build_index(bf_dir, files, str(tmp_path / "two"), threads=1, **timing)
+
+    assert first["config"] == second["config"] and first["config"] != index.exact_config()
+    assert first["curve"] == second["curve"]
+    assert first[artifacts.FIDELITY_KEY] == second[artifacts.FIDELITY_KEY] >= 0.95
+    # The index in the SavedModel is the same, byte for byte (its saved_model.pb names traced
+    # functions with a process-wide counter, so only a fresh process writes the same one).
+    assert _variables(str(tmp_path / "one")) == _variables(str(tmp_path / "two"))

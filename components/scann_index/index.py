@@ -3,30 +3,35 @@
 Everything here is numpy + ScaNN's pybind searcher, no TFX and no TensorFlow graph code, so it is
 tested on random vectors against the exact oracle (STYLE 9). The serving model
 (``components.scann_index.serving``) builds the TensorFlow-op twin of the same searcher from the
-same text config (`scann_config`), so what `tune` measured is what is served.
+same text config (`scann_config`), so what `tune` measured is what is served. Timings live in
+``components.scann_index.speed``: they are reported, never used to choose.
 
 A configuration is a plain JSON-able dict (it travels in ``ann.json``):
 
 * ``num_leaves``: k-means tree leaves (0: no tree, every item is scored);
 * ``leaves_to_search``: leaves searched per query;
 * ``training_sample_size``: items the tree and the quantizer are trained on (ScaNN samples them
-  with a fixed seed, so a build is deterministic);
+  with fixed seeds, `scann_config` pins the tree's, so a build is deterministic);
 * ``scoring``: ``"ah"`` (asymmetric hashing, 4-bit codes per block of ``dims_per_block``
   dimensions, anisotropic loss with ``anisotropic_quantization_threshold``) or ``"brute_force"``
   (exact float32 dot products);
 * ``reorder``: candidates re-scored exactly after AH scoring (0: none).
 
 Score = dot product (the two-tower's score), higher is better; ties go to the lower row.
+
+The choice (`tune`, `choose`) is deterministic: the cheapest configuration by `cost` (distance
+computations per query, a function of the configuration and the catalogue's shape only) among
+those whose Recall@k against `exact_top_k` reaches the target on the given queries.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from typing import Any
 
 import numpy as np
+
+from modules import ranking
 
 # Catalogues below this size are scored exactly inside ScaNN: a tree over a few leaves of
 # ~50 items gains nothing, and exact scoring keeps recall at 1.0.
@@ -35,7 +40,10 @@ ANISOTROPIC_THRESHOLD = 0.2
 CLUSTERING_SEED = 1
 GRID_LEAF_SHARES = (0.02, 0.04, 0.06, 0.08, 0.12, 0.16)  # leaves searched / leaves
 GRID_REORDER = (100, 200)
-FINAL_ROUND_BAND = 0.75  # contenders within this share of the fastest are timed again
+# `cost`: one 4-bit AH code lookup-and-add counted as one float multiply-add; AH codebooks have
+# 16 centres per block (ScaNN's LUT16).
+AH_LOOKUP_COST = 1.0
+AH_CENTRES_PER_BLOCK = 16
 _EXACT_CHUNK_CELLS = 1 << 24  # query x item scores per matmul chunk (float32: 64 MiB)
 
 
@@ -87,8 +95,11 @@ def describe(config: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- exact search (the oracle)
 
 
-def exact_top_k(queries: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k rows of ``vectors`` by dot product with each query.
+def exact_top_k(queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
+    """Exact top-k rows of ``vectors`` by dot product with each query: the tuner's reference.
+
+    The lists are selected by ``modules.ranking.top_k_items`` (the protocol's one tie rule: equal
+    scores go to the lower row), over row chunks so that the whole score matrix never exists.
 
     Args:
       queries: float [n, d].
@@ -96,48 +107,19 @@ def exact_top_k(queries: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.nd
       k: list length (cut to m).
 
     Returns:
-      (rows int64 [n, k], scores float32 [n, k]), best first; equal scores go to the lower row.
+      rows int64 [n, min(k, m)], best first.
     """
     queries = np.asarray(queries, dtype=np.float32)
     vectors = np.asarray(vectors, dtype=np.float32)
     n, m = queries.shape[0], vectors.shape[0]
     k = min(k, m)
     rows = np.empty((n, k), dtype=np.int64)
-    values = np.empty((n, k), dtype=np.float32)
     chunk = max(1, _EXACT_CHUNK_CELLS // max(m, 1))
+    columns = np.arange(m, dtype=np.int64)
     for start in range(0, n, chunk):
         scores = queries[start : start + chunk] @ vectors.T
-        r, v = _top_k_rows(scores, k)
-        rows[start : start + chunk], values[start : start + chunk] = r, v
-    return rows, values
-
-
-def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k columns of each row of a dense score matrix, ties to the lower column.
-
-    A full-width partition per row is the slow part of exact search (slower than the matmul), so
-    the candidates are first cut by a threshold: the k-th largest score of every ``stride``-th
-    column is a lower bound of the row's k-th largest score, so every column at or above it is a
-    candidate (about ``k * stride`` per row) and nothing of the exact top k, ties included, is
-    lost. The candidates are then ranked by (score descending, column ascending).
-    """
-    n, m = scores.shape
-    stride = max(1, min(16, m // (4 * k)))
-    if stride > 1:
-        threshold = np.partition(scores[:, ::stride], -k, axis=1)[:, -k]
-        rows, cols = np.nonzero(scores >= threshold[:, None])  # row-major: rows ascending
-    else:
-        rows, cols = np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
-    counts = np.bincount(rows, minlength=n)
-    width = int(counts.max()) if n else 0
-    position = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-    candidates = np.full((n, width), m, dtype=np.int64)  # m: after every real column
-    values = np.full((n, width), -np.inf, dtype=np.float64)
-    candidates[rows, position] = cols
-    values[rows, position] = scores[rows, cols]
-    order = np.lexsort((candidates, -values), axis=1)[:, :k]
-    best = np.take_along_axis(candidates, order, axis=1)
-    return best, np.take_along_axis(scores, best, axis=1).astype(np.float32)
+        rows[start : start + chunk] = ranking.top_k_items(scores, columns, k)
+    return rows
 
 
 def recall_vs_exact(found: np.ndarray, exact: np.ndarray) -> float:
@@ -261,6 +243,45 @@ def _search_kwargs(config: dict[str, Any], k: int) -> dict[str, int]:
 # ---------------------------------------------------------------- tuning
 
 
+def cost(config: dict[str, Any], n_items: int, dim: int, k: int) -> float:
+    """Distance computations per query of ``config``: the machine-independent cost `tune` minimises.
+
+    The unit is one exact dot product of ``dim`` float32 values (``dim`` multiply-adds):
+
+    * the tree's root: every leaf centre is scored exactly (``num_leaves``);
+    * AH: the query's lookup table (``16 x dim`` multiply-adds: 16 centres per block), then
+      ``ceil(dim / dims_per_block)`` lookup-adds (`AH_LOOKUP_COST` each) per scored item; exact
+      scoring: one dot product per scored item. Scored items: the catalogue without a tree, else
+      leaves searched x average items per leaf (``leaves_to_search x n_items / num_leaves``);
+    * reordering: one dot product per re-scored candidate (``max(reorder, k)``, as searched).
+
+    Exact search (`exact_config`) costs ``n_items``. The figures use the same caps as
+    `scann_config`, so the cost is that of the index as built.
+
+    Args:
+      config: a configuration dict (module docstring).
+      n_items: catalogue size.
+      dim: vector dimension.
+      k: neighbours returned per query.
+
+    Returns:
+      The expected number of exact-dot-product equivalents per query.
+    """
+    leaves = min(int(config["num_leaves"]), n_items)
+    if leaves > 1:
+        searched = min(int(config["leaves_to_search"]), leaves)
+        root, scored = float(leaves), searched * n_items / leaves
+    else:
+        root, scored = 0.0, float(n_items)
+    if config["scoring"] == "ah":
+        blocks = math.ceil(dim / max(1, int(config["dims_per_block"])))
+        scoring = AH_CENTRES_PER_BLOCK + scored * blocks * AH_LOOKUP_COST / dim
+    else:
+        scoring = scored
+    reorder = min(max(int(config["reorder"]), k), scored) if int(config["reorder"]) > 0 else 0.0
+    return root + scoring + reorder
+
+
 def default_grid(n_items: int) -> list[dict[str, Any]]:
     """Configurations `tune` tries for a catalogue of ``n_items``, roughly cheapest first.
 
@@ -270,7 +291,8 @@ def default_grid(n_items: int) -> list[dict[str, Any]]:
     vectors of the default run needed about 8 % of the leaves for Recall@50 0.95; more than 200
     reordered candidates gained under 0.005 there). The exact configuration comes last: on
     vectors no partitioning suits (e.g. isotropic noise) it is what reaches the target, so the
-    served index is never less faithful than promised, only as slow as exact search.
+    served index is never less faithful than promised, only as slow as exact search. The order is
+    also `choose`'s tie-break.
     """
     if n_items < SMALL_CATALOGUE:
         return [exact_config()]
@@ -289,17 +311,14 @@ def tune(
     k: int = 50,
     target_recall: float = 0.95,
     grid: list[dict[str, Any]] | None = None,
-    repeats: int = 3,
-    single_queries: int = 200,
     threads: int = 0,
-    min_seconds: float = 0.1,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Measures every configuration of ``grid`` and picks the cheapest that reaches the target.
+    """Measures the recall of every configuration of ``grid``; picks the cheapest meeting the target.
 
     Configurations that differ only in leaves searched or reordering share one built searcher
-    (ScaNN takes both per search), so a grid costs a few builds. The configurations meeting the
-    target within 25 % of the fastest are timed again, interleaved (`_final_round`), before
-    the choice.
+    (ScaNN takes both per search), so a grid costs a few builds. Nothing is timed: the choice
+    depends on the vectors, the queries and the grid only, so the same inputs give the same
+    choice on any machine under any load.
 
     Args:
       vectors: float [m, d] item vectors.
@@ -307,17 +326,13 @@ def tune(
       k: the recall cut (Recall@k against `exact_top_k`).
       target_recall: the fidelity target.
       grid: configurations (default `default_grid(m)`).
-      repeats: timing repeats; the median is kept.
-      single_queries: queries timed one at a time (the first ones of ``queries``).
-      threads: ScaNN threads (0: its default).
-      min_seconds: each timing run lasts at least this long.
+      threads: ScaNN training and search threads (0: its default; the built index does not
+        depend on it).
 
     Returns:
-      (chosen configuration, curve). The curve has one dict per configuration: ``config``,
-      ``name``, ``recall_vs_exact``, ``queries_per_s`` (batched), ``single_query_per_s``,
-      ``build_s`` and ``meets_target``. The chosen configuration is the one with the highest
-      batched queries/s among those meeting the target; when none does, the most accurate one
-      (fastest among equals), and its curve entry says ``meets_target: False``.
+      (chosen configuration, curve). The curve has one dict per configuration, in grid order:
+      ``config``, ``name``, ``recall_vs_exact``, ``cost`` (`cost`) and ``meets_target``. The
+      choice is `choose`'s.
 
     Raises:
       ValueError: empty vectors or queries.
@@ -331,84 +346,47 @@ def tune(
         )
     k = min(k, len(vectors))
     grid = list(grid if grid is not None else default_grid(len(vectors)))
-    exact_rows, _ = exact_top_k(queries, vectors, k)
+    exact_rows = exact_top_k(queries, vectors, k)
     curve = []
-    searchers: dict[tuple, tuple[Any, float]] = {}
+    searchers: dict[tuple, Any] = {}
     for config in grid:
         key = _build_key(config)
         if key not in searchers:
-            start = time.perf_counter()
             build_config = dict(config)
             if int(config["reorder"]) > 0:  # built with the largest reordering of its group
                 build_config["reorder"] = max(
                     int(c["reorder"]) for c in grid if _build_key(c) == key
                 )
-            searcher = build_searcher(vectors, build_config, num_neighbors=k, threads=threads)
-            searchers[key] = (searcher, time.perf_counter() - start)
-        searcher, build_s = searchers[key]
-        found = search(searcher, queries, k, config)
-        qps, single = measure_speed(
-            searcher,
-            queries,
-            k,
-            config,
-            repeats=repeats,
-            single_queries=single_queries,
-            min_seconds=min_seconds,
-        )
-        recall = recall_vs_exact(found, exact_rows)
+            searchers[key] = build_searcher(vectors, build_config, num_neighbors=k, threads=threads)
+        recall = recall_vs_exact(search(searchers[key], queries, k, config), exact_rows)
         curve.append(
             {
                 "config": dict(config),
                 "name": describe(config),
                 "recall_vs_exact": recall,
-                "queries_per_s": qps,
-                "single_query_per_s": single,
-                "build_s": build_s,
+                "cost": cost(config, len(vectors), vectors.shape[1], k),
                 "meets_target": bool(recall >= target_recall),
             }
         )
-    _final_round(curve, searchers, queries, k, repeats, min_seconds)
     return choose(curve), curve
 
 
-def _final_round(curve, searchers, queries, k, repeats, min_seconds) -> None:
-    """Re-times the close contenders for the choice, interleaved, and keeps the medians.
-
-    On a shared machine one configuration's timing can catch a burst of load; the configurations
-    meeting the target within ``FINAL_ROUND_BAND`` of the fastest are timed ``repeats`` more
-    times each, round-robin, so the choice rests on comparable measurements.
-    """
-    meeting = [p for p in curve if p["meets_target"]]
-    if len(meeting) < 2:
-        return
-    fastest = max(p["queries_per_s"] for p in meeting)
-    contenders = [p for p in meeting if p["queries_per_s"] >= FINAL_ROUND_BAND * fastest]
-    if len(contenders) < 2:
-        return
-    samples = {id(p): [p["queries_per_s"]] for p in contenders}
-    for _ in range(max(1, repeats)):
-        for point in contenders:
-            searcher, _ = searchers[_build_key(point["config"])]
-            kwargs = _search_kwargs(point["config"], k)
-
-            def run(searcher=searcher, kwargs=kwargs):
-                searcher.search_batched_parallel(queries, final_num_neighbors=k, **kwargs)
-                return len(queries)
-
-            samples[id(point)].append(_rate(run, 1, min_seconds))
-    for point in contenders:
-        point["queries_per_s"] = statistics.median(samples[id(point)])
-
-
 def choose(curve: list[dict[str, Any]]) -> dict[str, Any]:
-    """The fastest (batched) configuration meeting the target, else the most accurate one."""
-    meeting = [point for point in curve if point["meets_target"]]
+    """The cheapest configuration meeting the target, else the most accurate one.
+
+    Among the configurations meeting the target: the lowest ``cost``; equal costs go to the one
+    listed first. When none meets it: the highest ``recall_vs_exact``, then the lowest cost, then
+    the first listed. Timings, if a curve carries any, play no part.
+    """
+    meeting = [i for i, point in enumerate(curve) if point["meets_target"]]
     if meeting:
-        best = max(meeting, key=lambda p: p["queries_per_s"])
+        best = min(meeting, key=lambda i: (curve[i]["cost"], i))
     else:
-        best = max(curve, key=lambda p: (p["recall_vs_exact"], p["queries_per_s"]))
-    return dict(best["config"])
+        best = min(
+            range(len(curve)),
+            key=lambda i: (-curve[i]["recall_vs_exact"], curve[i]["cost"], i),
+        )
+    return dict(curve[best]["config"])
 
 
 def _build_key(config: dict[str, Any]) -> tuple:
@@ -421,70 +399,3 @@ def _build_key(config: dict[str, Any]) -> tuple:
         config["anisotropic_quantization_threshold"],
         int(config["reorder"]) > 0,
     )
-
-
-def measure_speed(
-    searcher: Any,
-    queries: np.ndarray,
-    k: int,
-    config: dict[str, Any],
-    repeats: int = 3,
-    single_queries: int = 200,
-    min_seconds: float = 0.1,
-) -> tuple[float, float]:
-    """(batched queries/s, one-query-at-a-time queries/s), medians of ``repeats`` runs.
-
-    Each run repeats its searches for at least ``min_seconds`` (a shared machine's noise hides
-    runs of a few milliseconds).
-    """
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    kwargs = _search_kwargs(config, k)
-    one = queries[: max(1, min(single_queries, len(queries)))]
-
-    def batched():
-        searcher.search_batched_parallel(queries, final_num_neighbors=k, **kwargs)
-        return len(queries)
-
-    def single():
-        for q in one:
-            searcher.search(q, final_num_neighbors=k, **kwargs)
-        return len(one)
-
-    return _rate(batched, repeats, min_seconds), _rate(single, repeats, min_seconds)
-
-
-def _rate(run, repeats: int, min_seconds: float) -> float:
-    """Median over ``repeats`` of (queries answered / seconds), each run at least min_seconds."""
-    rates = []
-    for _ in range(max(1, repeats)):
-        done, start = 0, time.perf_counter()
-        while True:
-            done += run()
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_seconds:
-                break
-        rates.append(done / elapsed)
-    return statistics.median(rates)
-
-
-def measure_exact_speed(
-    vectors: np.ndarray,
-    queries: np.ndarray,
-    k: int,
-    repeats: int = 3,
-    single_queries: int = 200,
-    min_seconds: float = 0.1,
-) -> tuple[float, float]:
-    """(batched, one-at-a-time) queries/s of `exact_top_k`, medians of ``repeats`` runs."""
-    one = queries[: max(1, min(single_queries, len(queries)))]
-
-    def batched():
-        exact_top_k(queries, vectors, k)
-        return len(queries)
-
-    def single():
-        for q in one:
-            exact_top_k(q[None, :], vectors, k)
-        return len(one)
-
-    return _rate(batched, repeats, min_seconds), _rate(single, repeats, min_seconds)

@@ -12,11 +12,14 @@ score(user, item) = query . item_vector + the summed repeat bonus of the item's 
 as the brute-force model computes it. A request is answered by
 
 1. retrieving the K + N best rows by dot product from the index;
-2. adding the history rows: each distinct one is scored exactly, bonus included; an ANN candidate
-   that is also a history item is dropped (its history entry carries it);
-3. re-scoring the ANN candidates exactly (query . vector), so the scores are the brute-force
-   model's scores and not the index's quantised ones;
+2. adding the history rows to those candidates, each distinct row once;
+3. scoring every candidate exactly (query . vector + its repeat bonus), so the scores are the
+   brute-force model's and not the index's quantised ones (`merge_candidates`);
 4. cutting to K, best first, equal scores to the lower catalogue row (the brute-force tie rule).
+
+The index is built with a pinned seed and a fixed number of training threads, and the placeholders
+ScaNN leaves uninitialised are zeroed, so the same vectors and configuration give the same
+variables, byte for byte.
 
 With an exact index configuration (``index.exact_config()``) the lists equal the brute-force
 model's. Signatures: ``serving_default`` and ``serve_tf_examples`` with exactly the brute-force
@@ -27,8 +30,6 @@ with ``SaveOptions(namespace_whitelist=["Scann"])``.
 
 from __future__ import annotations
 
-import statistics
-import time
 import uuid
 from typing import Any
 
@@ -36,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.scann_index import index
-from modules import serving
+from modules import constants, serving
 
 SAVE_OPTIONS_NAMESPACES = ["Scann"]
 
@@ -80,13 +81,21 @@ def served_config(config: dict[str, Any], n_candidates: int) -> dict[str, Any]:
 class ScannServingModule(tf.Module):
     """The brute-force model's query side + a ScaNN index + exact re-scoring of the candidates."""
 
-    def __init__(self, brute_force: Any, config: dict[str, Any], k: int | None = None):
+    def __init__(
+        self,
+        brute_force: Any,
+        config: dict[str, Any],
+        k: int | None = None,
+        training_threads: int = constants.SCANN_THREADS,
+    ):
         """Builds the index over the brute-force model's catalogue.
 
         Args:
           brute_force: the loaded brute-force SavedModel (`load_brute_force`).
           config: an index configuration (``components.scann_index.index``).
           k: list length of ``serving_default``; default (and at most) the brute-force model's.
+          training_threads: ScaNN's training threads (a fixed number: the index is the same for
+            any, but the build should not depend on the machine's core count).
         """
         super().__init__(name="retailrec_two_tower_scann")
         self.brute_force = brute_force
@@ -108,9 +117,10 @@ class ScannServingModule(tf.Module):
         scann_ops = _scann_ops()
         text = index.scann_config(vectors, self.config, self.n_candidates, scann_ops)
         searcher = scann_ops.create_searcher(
-            vectors, text, shared_name=f"retailrec_scann/{uuid.uuid4()}"
+            vectors, text, training_threads, shared_name=f"retailrec_scann/{uuid.uuid4()}"
         )
         self.searcher = searcher.serialize_to_module()
+        _zero_absent_parts(self.searcher)
 
         self.serve = tf.function(self._serve, input_signature=[self._request_spec])
         self.serve_examples = tf.function(
@@ -158,6 +168,19 @@ class ScannServingModule(tf.Module):
         ids = tf.gather(self._catalogue()["item_ids"], tf.maximum(rows, 0))
         ids = tf.where(rows >= 0, ids, tf.constant(-1, tf.int64))
         return {ids_name: ids, serving.OUTPUT_SCORES: scores}
+
+
+def _zero_absent_parts(state: tf.Module) -> None:
+    """Sets the placeholders of absent parts of a serialized searcher to 0, in place.
+
+    ``scann_to_tensors`` marks a part the searcher does not have (e.g. the int8 dataset of an AH
+    index) with a rank-0 tensor it never initialises, and ``tensors_to_scann`` ignores rank-0
+    inputs whatever their value. Left as they are, those scalars hold whatever memory they got,
+    so two exports of the same index differ in their variables' bytes.
+    """
+    for variable in state.variables:
+        if variable.dtype != tf.string and int(tf.rank(variable)) == 0:
+            variable.assign(tf.zeros([], variable.dtype))
 
 
 def parse_user_columns(examples: tf.Tensor, query_spec: dict[str, tf.TensorSpec]) -> dict:
@@ -223,49 +246,53 @@ def _first_or_default(value: tf.SparseTensor) -> tf.Tensor:
 def merge_candidates(query, vectors, ann_rows, ann_valid, history_rows, repeat_bonus, k: int):
     """Exact scores of the ANN candidates and the history items; the top k, ties to the lower row.
 
+    Every candidate (index result or history item) is scored as the brute-force model scores it:
+    query . vector plus the summed repeat bonus of the history positions holding its row (what
+    ``modules.serving`` adds with ``tf.tensor_scatter_nd_add``, ``modules.ranking.add_repeat_bonus``
+    in numpy). The candidates are then sorted by row, which drops duplicates (an item both found
+    and in the history, or twice in the history) and makes ``tf.math.top_k``, which keeps equal
+    values in index order, give equal scores to the lower row.
+
     Args:
       query: float [B, D] query vectors.
       vectors: float [M, D] catalogue vectors.
       ann_rows: int64 [B, C] rows the index returned.
       ann_valid: bool [B, C] which of them are real (ScaNN pads short results).
       history_rows: int64 [B, N] catalogue rows of the history items, -1 for none.
-      repeat_bonus: float [B, N] bonus of each history position (summed over equal rows).
+      repeat_bonus: float [B, N] bonus of each history position.
       k: list length.
 
     Returns:
       (rows int64 [B, k], scores float32 [B, k]); -1 and -inf where fewer than k candidates.
     """
-    n = tf.shape(history_rows)[1]
     in_history = history_rows >= 0
-    same = (
-        tf.equal(history_rows[:, :, None], history_rows[:, None, :])
-        & in_history[:, :, None]
-        & in_history[:, None, :]
-    )
-    bonus = tf.reduce_sum(tf.where(same, repeat_bonus[:, None, :], 0.0), axis=2)
-    earlier = tf.cast(tf.linalg.band_part(tf.ones([n, n]), -1, 0) - tf.eye(n), tf.bool)
-    first = in_history & tf.logical_not(tf.reduce_any(same & earlier[None], axis=2))
-    seen = tf.reduce_any(
-        tf.equal(ann_rows[:, :, None], history_rows[:, None, :]) & in_history[:, None, :], axis=2
-    )
     rows = tf.concat([ann_rows, history_rows], axis=1)
-    valid = tf.concat([ann_valid & tf.logical_not(seen), first], axis=1)
-    extra = tf.concat([tf.zeros_like(ann_rows, tf.float32), bonus], axis=1)
+    valid = tf.concat([ann_valid, in_history], axis=1)
+    at = tf.equal(rows[:, :, None], history_rows[:, None, :]) & in_history[:, None, :]
+    bonus = tf.reduce_sum(tf.where(at, repeat_bonus[:, None, :], 0.0), axis=2)
+    # Sort by row (invalid slots last), then keep the first of each run of equal rows.
+    last = tf.constant(np.iinfo(np.int64).max, tf.int64)
+    keyed = tf.where(valid, rows, last)
+    order = tf.argsort(keyed, axis=1, stable=True)
+    rows = tf.gather(keyed, order, batch_dims=1)
+    repeated = tf.pad(tf.equal(rows[:, 1:], rows[:, :-1]), [[0, 0], [1, 0]])
+    valid = tf.not_equal(rows, last) & tf.logical_not(repeated)
     safe = tf.where(valid, rows, tf.zeros_like(rows))
-    scores = tf.einsum("bd,bcd->bc", query, tf.gather(vectors, safe)) + extra
+    scores = tf.einsum("bd,bcd->bc", query, tf.gather(vectors, safe))
+    scores = scores + tf.gather(bonus, order, batch_dims=1)
     scores = tf.where(valid, scores, tf.fill(tf.shape(scores), -np.inf))
-    # tf.math.top_k puts equal values in index order: order the candidates by row first.
-    last = tf.fill(tf.shape(rows), tf.constant(np.iinfo(np.int64).max, tf.int64))
-    order = tf.argsort(tf.where(valid, rows, last), axis=1, stable=True)
-    rows = tf.gather(tf.where(valid, rows, -tf.ones_like(rows)), order, batch_dims=1)
-    scores = tf.gather(scores, order, batch_dims=1)
+    rows = tf.where(valid, rows, -tf.ones_like(rows))
     width = scores.shape[1]
     best = tf.math.top_k(scores, k=k if width is None else min(k, width))
     return tf.gather(rows, best.indices, batch_dims=1), best.values
 
 
 def export_scann_model(
-    brute_force_dir: str, out_dir: str, config: dict[str, Any], k: int | None = None
+    brute_force_dir: str,
+    out_dir: str,
+    config: dict[str, Any],
+    k: int | None = None,
+    training_threads: int = constants.SCANN_THREADS,
 ) -> str:
     """Writes the ScaNN serving SavedModel (``out_dir`` is the SavedModel folder).
 
@@ -274,11 +301,12 @@ def export_scann_model(
       out_dir: where to save (e.g. a Model artifact's ``serving_model_dir``).
       config: the index configuration (``index.tune``'s choice, or ``index.exact_config()``).
       k: list length of ``serving_default``; default the brute-force model's.
+      training_threads: ScaNN's training threads.
 
     Returns:
       ``out_dir``.
     """
-    module = ScannServingModule(load_brute_force(brute_force_dir), config, k)
+    module = ScannServingModule(load_brute_force(brute_force_dir), config, k, training_threads)
     signatures = {
         serving.SERVING_SIGNATURE: module.serve.get_concrete_function(),
         serving.EVAL_SIGNATURE: module.serve_examples.get_concrete_function(),
@@ -298,40 +326,3 @@ def load(model_dir: str) -> Any:
     """Loads a ScaNN serving SavedModel (registers the ScaNN ops first)."""
     _scann_ops()
     return tf.saved_model.load(model_dir)
-
-
-def exact_speed_tf(
-    vectors: np.ndarray,
-    queries: np.ndarray,
-    k: int,
-    repeats: int = 3,
-    single_queries: int = 200,
-    batch_size: int = 512,
-) -> tuple[float, float]:
-    """(batched, one-at-a-time) queries/s of exact TensorFlow search: matmul + ``top_k``.
-
-    This is what the brute-force serving model does per request, minus the user tower.
-    """
-    table = tf.constant(vectors, tf.float32)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, vectors.shape[1]], tf.float32)])
-    def top(q):
-        return tf.math.top_k(tf.matmul(q, table, transpose_b=True), k=min(k, len(vectors))).indices
-
-    batches = [
-        tf.constant(queries[s : s + batch_size], tf.float32)
-        for s in range(0, len(queries), batch_size)
-    ]
-    one = [tf.constant(q[None, :], tf.float32) for q in queries[: max(1, single_queries)]]
-    top(batches[0])
-    batched, single = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for batch in batches:
-            top(batch).numpy()
-        batched.append(len(queries) / (time.perf_counter() - start))
-        start = time.perf_counter()
-        for q in one:
-            top(q).numpy()
-        single.append(len(one) / (time.perf_counter() - start))
-    return statistics.median(batched), statistics.median(single)

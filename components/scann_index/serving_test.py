@@ -1,170 +1,26 @@
 """The ScaNN serving SavedModel against the brute-force one it is built from.
 
-The brute-force model here is a toy with exactly the contract of ``modules.serving`` (the four
-signatures, their names, dtypes and shapes, the repeat bonus of history items) but a trivial user
-tower, so the tests take seconds, not the minute a trained model takes. ``write_toy_brute_force``
-is shared with ``executor_test``.
+The brute-force model is ``testing.ToyBruteForce``: ``modules.serving``'s contract over random
+vectors with a trivial user tower.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import textwrap
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import textwrap  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from components.scann_index import index  # noqa: E402
-from components.scann_index import serving as scann_serving  # noqa: E402
-from modules import features as F  # noqa: E402
-from modules import serving  # noqa: E402
-
-TOY_K = 10
-TOY_HISTORY = 5
-TOY_VISITORS = 97
-
-
-class ToyBruteForce(tf.Module):
-    """modules.serving's signatures over random vectors; query = a visitor embedding."""
-
-    def __init__(self, n_items: int, dim: int, seed: int):
-        super().__init__(name="toy_brute_force")
-        rng = np.random.default_rng(seed)
-        self.item_ids = tf.Variable(1000 + 7 * np.arange(n_items, dtype=np.int64), trainable=False)
-        self.vectors = tf.Variable(rng.normal(size=(n_items, dim)).astype(np.float32))
-        self.visitors = tf.Variable(rng.normal(size=(TOY_VISITORS, dim)).astype(np.float32))
-        self._k = min(TOY_K, n_items)
-        self._eval_k = min(serving.EVAL_TOP_K, n_items)
-
-    def _query(self, raw):
-        query = tf.gather(self.visitors, raw[F.VISITOR_ID] % TOY_VISITORS)
-        query += 0.01 * tf.cast(raw[F.USER_VIEWS], tf.float32)[:, None]
-        tokens = tf.strings.split(raw[F.HISTORY]).to_tensor("", shape=[None, TOY_HISTORY])
-        ids = tf.strings.to_number(tf.where(tokens == "", "-1", tokens), tf.int64)
-        slot = tf.searchsorted(self.item_ids, tf.reshape(ids, [-1]), out_type=tf.int64)
-        slot = tf.reshape(tf.minimum(slot, tf.size(self.item_ids, tf.int64) - 1), tf.shape(ids))
-        rows = tf.where(tf.gather(self.item_ids, slot) == ids, slot, -tf.ones_like(slot))
-        # Bonus 2 / (1 + position) at an item's most recent position, 0 at its repeats.
-        same = tf.equal(rows[:, :, None], rows[:, None, :]) & (rows >= 0)[:, None, :]
-        earlier = tf.cast(tf.linalg.band_part(tf.ones([TOY_HISTORY] * 2), -1, 0), tf.bool)
-        earlier &= ~tf.eye(TOY_HISTORY, dtype=tf.bool)
-        first = (rows >= 0) & ~tf.reduce_any(same & earlier[None], axis=2)
-        weight = 2.0 / (1.0 + tf.range(TOY_HISTORY, dtype=tf.float32))
-        bonus = tf.where(first, tf.broadcast_to(weight, tf.shape(rows)), 0.0)
-        return query, rows, bonus
-
-    def _top(self, raw, k):
-        query, rows, bonus = self._query(raw)
-        scores = tf.matmul(query, self.vectors, transpose_b=True)
-        valid = rows >= 0
-        batch_row = tf.broadcast_to(tf.range(tf.shape(rows, tf.int64)[0])[:, None], tf.shape(rows))
-        indices = tf.stack([tf.boolean_mask(batch_row, valid), tf.boolean_mask(rows, valid)], 1)
-        scores = tf.tensor_scatter_nd_add(scores, indices, tf.boolean_mask(bonus, valid))
-        best = tf.math.top_k(scores, k=k)
-        return tf.gather(self.item_ids, best.indices), best.values
-
-    @tf.function(
-        input_signature=[
-            {n: tf.TensorSpec([None], d, name=n) for n, d in serving.REQUEST_COLUMNS.items()}
-        ]
-    )
-    def serve(self, request):
-        ids, scores = self._top(request, self._k)
-        return {serving.OUTPUT_ITEM_IDS: ids, serving.OUTPUT_SCORES: scores}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def serve_examples(self, examples):
-        spec = {n: tf.io.VarLenFeature(d) for n, d in serving.REQUEST_COLUMNS.items()}
-        raw = {  # scalar columns; an empty one (no history) reads as "" or 0
-            n: tf.strings.reduce_join(tf.sparse.to_dense(v), axis=1)
-            if v.dtype == tf.string
-            else tf.reduce_sum(tf.sparse.to_dense(v), axis=1)
-            for n, v in tf.io.parse_example(examples, spec).items()
-        }
-        ids, scores = self._top(raw, self._eval_k)
-        return {serving.OUTPUT_CLASSES: ids, serving.OUTPUT_SCORES: scores}
-
-    @tf.function(
-        input_signature=[
-            {n: tf.TensorSpec([None], d, name=n) for n, d in serving.REQUEST_COLUMNS.items()}
-        ]
-    )
-    def user_vectors(self, request):
-        query, rows, bonus = self._query(request)
-        return {"query": query, "history_rows": rows, "repeat_bonus": bonus}
-
-    @tf.function(input_signature=[])
-    def catalogue(self):
-        return {"item_ids": tf.identity(self.item_ids), "item_vectors": tf.identity(self.vectors)}
-
-
-def write_toy_brute_force(path: str, n_items: int = 600, dim: int = 9, seed: int = 0) -> str:
-    """Saves a toy brute-force serving model with modules.serving's four signatures."""
-    module = ToyBruteForce(n_items, dim, seed)
-    tf.saved_model.save(
-        module,
-        path,
-        signatures={
-            serving.SERVING_SIGNATURE: module.serve.get_concrete_function(),
-            serving.EVAL_SIGNATURE: module.serve_examples.get_concrete_function(),
-            serving.QUERY_SIGNATURE: module.user_vectors.get_concrete_function(),
-            serving.CATALOGUE_SIGNATURE: module.catalogue.get_concrete_function(),
-        },
-    )
-    return path
-
-
-def toy_requests(n: int, n_items: int, seed: int) -> dict[str, np.ndarray]:
-    """REST-shaped raw user columns; histories mix catalogue ids, repeats, unknown ids and none."""
-    rng = np.random.default_rng(seed)
-    histories = []
-    for i in range(n):
-        kind = i % 4
-        if kind == 0:
-            histories.append("")  # a new visitor
-        else:
-            ids = 1000 + 7 * rng.integers(0, n_items, size=rng.integers(1, TOY_HISTORY + 2))
-            if kind == 2:
-                ids = np.concatenate([ids[:1], ids[:1], ids])  # repeats
-            if kind == 3:
-                ids = np.concatenate([[3], ids])  # an id the catalogue lacks
-            histories.append(" ".join(str(x) for x in ids))
-    return {
-        F.VISITOR_ID: rng.integers(0, 10_000, n),
-        F.HISTORY: np.array(histories, dtype=object),
-        F.USER_VIEWS: rng.integers(0, 50, n),
-        F.USER_ADDTOCARTS: rng.integers(0, 3, n),
-        F.USER_TRANSACTIONS: np.zeros(n, np.int64),
-        F.USER_DISTINCT_ITEMS: rng.integers(0, 20, n),
-        F.TIMESTAMP: 1_438_387_247_560 + np.arange(n, dtype=np.int64),
-        F.USER_LAST_TIMESTAMP: np.full(n, 1_438_387_000_000, np.int64),
-    }
-
-
-def serialized(requests: dict[str, np.ndarray]) -> list[bytes]:
-    """The requests as serialized tf.Examples (as the eval split stores them); "" is absent."""
-    out = []
-    for i in range(len(requests[F.VISITOR_ID])):
-        feature = {}
-        for name, values in requests.items():
-            value = values[i]
-            if isinstance(value, str):
-                feature[name] = tf.train.Feature(
-                    bytes_list=tf.train.BytesList(value=[value.encode()] if value else [])
-                )
-            else:
-                feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-        out.append(
-            tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-        )
-    return out
+from components.scann_index import index
+from components.scann_index import serving as scann_serving
+from components.scann_index.testing import serialized, toy_requests, write_toy_brute_force
+from modules import features as F
+from modules import serving
 
 
 def _call(model, requests):
@@ -342,6 +198,21 @@ def test_merge_candidates_by_hand():
         k=2,
     )
     assert rows.numpy().tolist() == [[0, 1]]
+
+    # A history item at two positions gets both bonuses (as tf.tensor_scatter_nd_add and
+    # ranking.add_repeat_bonus add them), and is listed once, also when the index found it.
+    rows, scores = scann_serving.merge_candidates(
+        query,
+        vectors,
+        tf.constant([[2, 4]], tf.int64),
+        tf.ones([1, 2], tf.bool),
+        tf.constant([[2, 2, 0]], tf.int64),
+        tf.constant([[1.0, 1.5, 0.25]]),
+        k=4,
+    )
+    # row 2 = 2 + 1 + 1.5 = 4.5; row 4 = 4; row 0 = 0 + 0.25; then a padded slot.
+    assert rows.numpy().tolist() == [[2, 4, 0, -1]]
+    np.testing.assert_allclose(scores.numpy(), [[4.5, 4.0, 0.25, -np.inf]])
 
 
 def test_missing_signature_is_named(tmp_path):

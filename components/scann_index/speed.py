@@ -1,0 +1,157 @@
+"""Queries per second of the chosen ScaNN configuration and of exact search: reported, not used.
+
+The index configuration is chosen by recall and a machine-independent cost
+(``components.scann_index.index.tune``); the figures here describe the machine that ran the
+component (batched and one query at a time, medians of ``repeats`` runs) and go to ``ann.json``
+and the run report only.
+
+Exact search is timed two ways, each the selection of a real scorer:
+
+* ``numpy``: an OpenBLAS matmul + ``components.scoring.top_rows`` (the RetrievalEvaluator's exact
+  scorer, equal to ``tf.math.top_k``);
+* ``tensorflow``: ``tf.matmul`` + ``tf.math.top_k``, what the brute-force serving model does per
+  request, minus the user tower.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+from components import scoring
+from components.scann_index import index
+
+_EXACT_BATCH = 512  # queries per exact-search call (the evaluator's batch size)
+
+
+def scann_speed(
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    config: dict[str, Any],
+    k: int,
+    *,
+    threads: int = 0,
+    repeats: int = 3,
+    single_queries: int = 200,
+    min_seconds: float = 0.1,
+) -> dict[str, float]:
+    """Builds ``config`` over ``vectors`` and times its searches.
+
+    Args:
+      vectors: float [m, d] item vectors.
+      queries: float [n, d] query vectors; the first ``single_queries`` are also timed one at a
+        time.
+      config: an index configuration (``index``).
+      k: neighbours per query.
+      threads: ScaNN threads (0: its default).
+      repeats: timing repeats (the median is kept).
+      single_queries: queries timed one at a time.
+      min_seconds: each timing run lasts at least this long.
+
+    Returns:
+      ``{"build_s", "queries_per_s", "single_query_per_s"}``.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    start = time.perf_counter()
+    searcher = index.build_searcher(vectors, config, num_neighbors=k, threads=threads)
+    build_s = time.perf_counter() - start
+    one = queries[: max(1, min(single_queries, len(queries)))]
+
+    def batched():
+        index.search(searcher, queries, k, config)
+        return len(queries)
+
+    def single():
+        for q in one:
+            index.search_one(searcher, q, k, config)
+        return len(one)
+
+    return {
+        "build_s": build_s,
+        "queries_per_s": rate(batched, repeats, min_seconds),
+        "single_query_per_s": rate(single, repeats, min_seconds),
+    }
+
+
+def exact_speeds(
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    *,
+    repeats: int = 3,
+    single_queries: int = 200,
+    min_seconds: float = 0.1,
+) -> dict[str, dict[str, float]]:
+    """Exact search's queries/s, ``{"numpy": {...}, "tensorflow": {...}}`` (module docstring).
+
+    Each entry has ``queries_per_s`` (batches of 512) and ``single_query_per_s``.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    one = queries[: max(1, min(single_queries, len(queries)))]
+    out = {}
+    for name, top in (("numpy", numpy_exact(vectors, k)), ("tensorflow", tf_exact(vectors, k))):
+        top(queries[:1])  # warm-up: tracing, thread pools
+
+        def batched(top=top):
+            for start in range(0, len(queries), _EXACT_BATCH):
+                top(queries[start : start + _EXACT_BATCH])
+            return len(queries)
+
+        def single(top=top):
+            for q in one:
+                top(q[None, :])
+            return len(one)
+
+        out[name] = {
+            "queries_per_s": rate(batched, repeats, min_seconds),
+            "single_query_per_s": rate(single, repeats, min_seconds),
+        }
+    return out
+
+
+def numpy_exact(vectors: np.ndarray, k: int):
+    """queries [b, d] -> top-k rows, by numpy matmul + ``scoring.top_rows``."""
+    n_items = len(vectors)
+    width = scoring.padded_width(n_items)
+    # Zero vectors in the padding columns, whose scores are then set to -inf: never selected.
+    vectors_t = np.zeros((vectors.shape[1], width), dtype=np.float32)
+    vectors_t[:, :n_items] = np.asarray(vectors, dtype=np.float32).T
+    k = min(k, n_items)
+
+    def top(queries: np.ndarray) -> np.ndarray:
+        scores = queries @ vectors_t
+        scores[:, n_items:] = -np.inf
+        return scoring.top_rows(scores, k)
+
+    return top
+
+
+def tf_exact(vectors: np.ndarray, k: int):
+    """queries [b, d] -> top-k rows, by ``tf.matmul`` + ``tf.math.top_k`` (the SavedModel's ops)."""
+    import tensorflow as tf
+
+    table = tf.constant(vectors, tf.float32)
+    k = min(k, len(vectors))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, vectors.shape[1]], tf.float32)])
+    def top_k(q):
+        return tf.math.top_k(tf.matmul(q, table, transpose_b=True), k=k).indices
+
+    return lambda queries: top_k(tf.constant(queries)).numpy()
+
+
+def rate(run, repeats: int, min_seconds: float) -> float:
+    """Median over ``repeats`` of (queries answered / seconds), each run at least min_seconds."""
+    rates = []
+    for _ in range(max(1, repeats)):
+        done, start = 0, time.perf_counter()
+        while True:
+            done += run()
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+        rates.append(done / elapsed)
+    return statistics.median(rates)
