@@ -1,9 +1,14 @@
-"""Two-tower Recall@K next to the baselines on export folders, without TFX.
+"""Two-tower variants chosen on the validation window, then reported next to the baselines on eval.
 
 Runs the pipeline's own code outside the pipeline: the analysis of ``modules.transform`` through
-tf.Transform on Beam's DirectRunner (in-process), ``modules.training.train``, and the offline scoring
-that mirrors the serving model; the baselines are ``components.baselines.baselines``. Metrics follow
-DESIGN section 5 (every eval row a query, the whole catalogue, ties by ascending item id).
+tf.Transform on Beam's DirectRunner (in-process, ``modules.testing.analyze``),
+``modules.training.train``, and the offline scoring that mirrors the serving model
+(``modules.offline``); the baselines are ``components.baselines.baselines``. Metrics follow DESIGN
+section 5 (every eval row a query, the whole catalogue, ties by ascending item id).
+
+Choose by the validation table: each variant's Recall@50 on the Trainer's own validation window
+(the last ``validation_days`` of train, evaluated like eval; ``Trained.validation_recall``). The
+eval table is the final report and must not be used to pick a setting (DESIGN 5.6).
 
 Usage::
 
@@ -31,8 +36,8 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 from components.baselines import baselines  # noqa: E402
+from modules import columns, metrics, offline, ranking, testing, training  # noqa: E402
 from modules import features as F  # noqa: E402
-from modules import metrics, ranking, training  # noqa: E402
 
 
 def _parse_settings(text: str) -> dict:
@@ -72,9 +77,9 @@ def seen_mask(train: dict, query_visitors: np.ndarray, catalogue_ids: np.ndarray
 def run_export(export_dir: Path, base: dict, variants: list[dict], args) -> dict:
     """Baselines and every model variant on one export folder."""
     started = time.perf_counter()
-    train = training.read_csv_columns(str(export_dir / F.TRAIN_SPLIT / F.INTERACTIONS_FILE))
-    queries = training.read_csv_columns(str(export_dir / F.EVAL_SPLIT / F.INTERACTIONS_FILE))
-    items = training.read_csv_columns(str(export_dir / F.ITEMS_SPLIT / F.ITEMS_FILE))
+    train = columns.read_csv_columns(str(export_dir / F.TRAIN_SPLIT / F.INTERACTIONS_FILE))
+    queries = columns.read_csv_columns(str(export_dir / F.EVAL_SPLIT / F.INTERACTIONS_FILE))
+    items = columns.read_csv_columns(str(export_dir / F.ITEMS_SPLIT / F.ITEMS_FILE))
     n_train_items = int(np.unique(train[F.ITEM_ID]).size)
     result = {
         "export": str(export_dir),
@@ -82,6 +87,7 @@ def run_export(export_dir: Path, base: dict, variants: list[dict], args) -> dict
         "n_queries": int(queries[F.ITEM_ID].size),
         "n_items": int(items[F.ITEM_ID].size),
         "models": {},
+        "validation": {},
         "timings_s": {},
     }
     print(
@@ -117,7 +123,7 @@ def run_export(export_dir: Path, base: dict, variants: list[dict], args) -> dict
         tft_output = tft.TFTransformOutput(str(transform_dir))
     else:
         transform_dir.mkdir(parents=True, exist_ok=True)
-        tft_output = training.analyze(train, str(transform_dir), base)
+        tft_output = testing.analyze(train, str(transform_dir), base)
     result["timings_s"]["analyze"] = time.perf_counter() - analysis_started
 
     for variant in variants:
@@ -130,11 +136,18 @@ def run_export(export_dir: Path, base: dict, variants: list[dict], args) -> dict
             if args.exclude_seen
             else None
         )
-        lists = training.recommend(
+        lists = offline.recommend(
             trained, tft_output, queries, k=ranking.LIST_LENGTH, exclude=exclude
         )
         values = _metrics(lists, queries[F.ITEM_ID], n_train_items, seen)
         result["models"][name] = values
+        result["validation"][name] = {
+            "recall@50": trained.validation_recall,
+            "best_epoch": trained.best_epoch,
+            "repeat_boost": trained.repeat_boost,
+            "queries": trained.validation.get("queries", 0),
+            "refit": trained.validation.get("refit", False),
+        }
         result["timings_s"][name] = {
             "train": trained.seconds,
             "score": time.perf_counter() - score_started,
@@ -149,10 +162,12 @@ def run_export(export_dir: Path, base: dict, variants: list[dict], args) -> dict
             ]
             + [round(float(trained.model.repeat.weight_of_count.numpy()), 3)],
         }
+        chosen = _format(trained.validation_recall)
         print(
-            f"  {name}: recall@50 {values['recall@50']:.4f}  train {trained.seconds:.0f}s "
-            f"({trained.n_examples:,} examples)  repeat {result['timings_s'][name]['repeat_weights']}  "
-            f"validation {trained.validation_recalls} -> epoch {trained.best_epoch}; "
+            f"  {name}: VALIDATION recall@50 {chosen} (choose by this)  train "
+            f"{trained.seconds:.0f}s ({trained.n_examples:,} examples)  "
+            f"repeat {result['timings_s'][name]['repeat_weights']}  "
+            f"validation per epoch {trained.validation_recalls} -> epoch {trained.best_epoch}; "
             f"boost {trained.boost_recalls} -> {trained.repeat_boost}",
             flush=True,
         )
@@ -187,7 +202,25 @@ def _key(settings: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(settings.items())) or "default"
 
 
+def _format(value: float | None) -> str:
+    return "n/a (window too small)" if value is None else f"{value:.4f}"
+
+
 def _print_table(result: dict) -> None:
+    if result["validation"]:
+        print("  VALIDATION WINDOW (the Trainer's own; choose settings by this column):")
+        width = max(len(n) for n in result["validation"]) + 2
+        print(
+            "  "
+            + "model".ljust(width)
+            + f"{'recall@50':>24}{'epochs':>8}{'boost':>8}{'queries':>9}"
+        )
+        for model, v in result["validation"].items():
+            print(
+                "  " + model.ljust(width) + f"{_format(v['recall@50']):>24}{v['best_epoch']:>8}"
+                f"{v['repeat_boost']:>8.1f}{v['queries']:>9}"
+            )
+    print("  EVAL SPLIT (final report only; never choose settings on it):")
     names = (*metrics.metric_names(), "recall@50_repeat", "recall@50_new")
     print(
         f"  repeat queries (target seen by the visitor in train): {result['repeat_query_share']:.3f}"
@@ -205,7 +238,7 @@ def _print_table(result: dict) -> None:
         bar = result["models"][best]["recall@50"]
         for model, values in result["models"].items():
             if model.startswith("two_tower") and bar > 0:
-                print(f"  {model}: {values['recall@50'] / bar:.3f}x best baseline ({best})")
+                print(f"  {model}: {values['recall@50'] / bar:.3f}x best baseline ({best}) on eval")
 
 
 def main(argv: list[str] | None = None) -> int:

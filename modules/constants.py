@@ -38,9 +38,14 @@ MODEL_EXAMPLES_PER_EVENT = 1
 MODEL_SEED = 0
 SERVING_TOP_K = 50
 MODEL_NEGATIVES = "in_batch"  # in_batch | history (see modules/model.py)
-MODEL_VALIDATION_SHARE = 0.1  # visitors held out of training to pick the epoch (early stopping)
+# The validation window (DESIGN 5.6, modules/examples.py): the last days of train, evaluated like
+# the eval split, pick the epoch count and the repeat boost.
+MODEL_VALIDATION_DAYS = 7.0
+MODEL_VALIDATION_MIN_QUERIES = 100  # fewer window queries: no validation (fixed epochs, boost 0)
+MODEL_VALIDATION_MAX_QUERIES = 5000  # a seeded sample of the window's queries is scored
 MODEL_PATIENCE = 2  # epochs without a better validation Recall@50 before training stops
-MODEL_CALIBRATE_REPEAT = True  # add the repeat boost that is best on the held-out visitors
+MODEL_CALIBRATE_REPEAT = True  # add the repeat boost that is best on the validation window
+MODEL_REFIT = True  # refit on all train events with the chosen epochs and boost
 
 # ---------------------------------------------------------------- evaluation gate
 EVAL_BATCH_SIZE = 512
@@ -58,6 +63,25 @@ SCANN_TARGET_RECALL = 0.95  # Recall@SCANN_RECALL_K against exact search; below 
 SCANN_RECALL_K = 50
 SCANN_TUNE_QUERIES = 2000  # eval queries (a seeded sample) the index is tuned and timed on
 SCANN_TUNE_SEED = 0
-SCANN_THREADS = 2  # search threads while timing (the benchmark machine has 2 cores)
+SCANN_THREADS = 2  # ScaNN training and search threads (fixed: the build must not depend on cores)
 SCANN_TIMING_REPEATS = 3  # timings are medians of this many runs
 SCANN_SINGLE_QUERIES = 200  # queries timed one at a time
+
+# ---------------------------------------------------------------- slices and intervals
+# (modules/metrics.py; issue 13) A paired bootstrap over eval visitors: a visitor's queries stay
+# together, every model is resampled with the same draws, so differences are paired.
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+CONFIDENCE = 0.95
+SLICE_KS = (10, 50)  # Recall@K reported per slice
+# Visitor train-history length buckets: (name, lowest, highest) events, inclusive.
+HISTORY_BUCKETS = (
+    ("history_1", 1, 1),
+    ("history_2_5", 2, 5),
+    ("history_6_20", 6, 20),
+    ("history_21_100", 21, 100),
+    ("history_over_100", 101, None),
+)
+
+# ---------------------------------------------------------------- files
+TRAINING_SUMMARY_FILE = "training_summary.json"  # the Trainer's model_run artifact (modules/trainer.py)

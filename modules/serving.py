@@ -24,7 +24,7 @@ Signatures (names in the constants below):
 * ``catalogue`` (`CATALOGUE_SIGNATURE`): no input -> ``item_ids`` [M] and ``item_vectors``
   [M, dim + 1], the vectors the ANN index is built over.
 
-score(user, item) = query . item_vector + repeat bonus, exactly as ``modules.training.score_queries``
+score(user, item) = query . item_vector + repeat bonus, exactly as ``modules.offline.score_queries``
 computes offline; ties go to the lower catalogue row, i.e. the lower item id.
 """
 

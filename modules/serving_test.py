@@ -17,12 +17,15 @@ import tensorflow as tf  # noqa: E402
 
 from components.export import export as E  # noqa: E402
 from data.generator import generate  # noqa: E402
+from modules import columns as C  # noqa: E402
 from modules import (  # noqa: E402
     constants,  # noqa: E402
     serving,
+    testing,
     training,
 )
 from modules import features as F  # noqa: E402
+from modules import offline as O  # noqa: E402
 
 TOP_K = 10
 SETTINGS = {"epochs": 2, "embedding_dim": 16, "hidden_dim": 32, "batch_size": 256}
@@ -33,11 +36,11 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     generate(root / "raw", preset="tiny", seed=0)
     E.export(root / "raw", root / "export")
-    read = lambda split, name: training.read_csv_columns(str(root / "export" / split / name))  # noqa: E731
+    read = lambda split, name: C.read_csv_columns(str(root / "export" / split / name))  # noqa: E731
     train = read(F.TRAIN_SPLIT, F.INTERACTIONS_FILE)
     queries = read(F.EVAL_SPLIT, F.INTERACTIONS_FILE)
     items = read(F.ITEMS_SPLIT, F.ITEMS_FILE)
-    tft_output = training.analyze(train, str(root / "transform"))
+    tft_output = testing.analyze(train, str(root / "transform"))
     trained = training.train(train, items, tft_output, SETTINGS)
     model_dir = serving.export(trained, tft_output, str(root / "model"), top_k=TOP_K)
     return {
@@ -192,7 +195,7 @@ def test_returns_catalogue_item_ids_best_first(served, exported):
 def test_serving_scores_equal_the_offline_evaluation(served, exported):
     rows, response = served
     queries = {name: values[rows] for name, values in exported["queries"].items()}
-    offline = training.score_queries(exported["trained"], exported["tft_output"], queries)
+    offline = O.score_queries(exported["trained"], exported["tft_output"], queries)
     best = np.argsort(-offline, axis=1, kind="stable")[:, :TOP_K]
     expected_ids = exported["trained"].catalogue_ids[best]
     expected_scores = np.take_along_axis(offline, best, axis=1)

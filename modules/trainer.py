@@ -10,22 +10,29 @@ Wiring the pipeline needs (``pipeline/pipeline.py``)::
     )
 
 * ``examples`` is the raw ExampleGen artifact, not Transform's transformed examples: the trainer
-  builds its evaluation-shaped examples from raw train rows (``modules.training``) and embeds the
+  builds its evaluation-shaped examples and its validation window from raw train rows
+  (``modules.examples``, ``modules.training``) and embeds the
   catalogue, and both pass through the transform graph in memory. The catalogue is the ``items``
   split of the same artifact (the export's ``items/items.csv`` as a third split pattern); the
   Trainer has one ``examples`` input, and artifacts never travel through ``custom_config``.
 * ``custom_config`` keys: those of ``modules.training.settings`` (``epochs``, ``encoder``,
   ``embedding_dim``, ``batch_size``, ``learning_rate``, ``horizon_days``, ``examples_per_event``,
-  ``use_visitor``, ``use_time``, ``hidden_dim``, ``dropout``, ``seed``, ``top_k``); defaults live in
-  ``pipeline/configs.py``. Give Transform the same dict for its keys (``history_length``, ...).
+  ``use_visitor``, ``use_time``, ``hidden_dim``, ``dropout``, ``validation_days``, ``refit``,
+  ``seed``, ``top_k``, ...); defaults live in ``modules/constants.py``. Give Transform the same dict
+  for its keys (``history_length``, ...).
+* The cutoff as the Trainer sees it is the last train event's timestamp T; the validation window is
+  the ``validation_days`` before it (``modules.examples.validation_window``).
 
 Outputs: the serving SavedModel in ``fn_args.serving_model_dir`` (signatures in ``modules.serving``)
-and ``training_summary.json`` (settings, losses, example count, seconds, repeat weights) in
+and ``training_summary.json`` (settings, losses, example count, seconds, repeat weights, and under
+``validation`` the window's start and end, its query count, Recall@50 per epoch, the chosen epoch,
+the Recall@50 of every repeat boost and the chosen one, and whether the model was refit) in
 ``fn_args.model_run_dir``.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -36,8 +43,8 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from modules import columns, memory, row_counts, serving, training
 from modules import features as F
-from modules import memory, row_counts, serving, training
 from modules import transform as T
 
 logger = logging.getLogger(__name__)
@@ -79,7 +86,7 @@ def run_fn(fn_args: Any) -> None:
     spec = tft_output.raw_feature_spec()
 
     started = time.perf_counter()
-    train_columns = training.read_example_columns(fn_args.train_files, spec)
+    train_columns = columns.read_example_columns(fn_args.train_files, spec)
     _check_raw(train_columns, fn_args.train_files)
     items_files = split_patterns(list(fn_args.train_files), F.ITEMS_SPLIT)
     if not any(tf.io.gfile.glob(pattern) for pattern in items_files):
@@ -90,7 +97,7 @@ def run_fn(fn_args: Any) -> None:
     item_names = [name for name in spec if name in set(T.RAW_ITEM_COLUMNS)] + T.numeric_columns(
         spec
     )
-    item_columns = training.read_example_columns(items_files, spec, item_names)
+    item_columns = columns.read_example_columns(items_files, spec, item_names)
     checks = _count_checks(train_columns, item_columns, tft_output)
     logger.info("Trainer read the examples in %.1f s", time.perf_counter() - started)
 
@@ -106,6 +113,7 @@ def run_fn(fn_args: Any) -> None:
         "seconds": trained.seconds,
         "repeat_bucket_weights": trained.model.repeat.weights_by_bucket.numpy().tolist(),
         "repeat_count_weight": float(trained.model.repeat.weight_of_count.numpy()),
+        "validation": _validation_summary(trained.validation),
     }
     # Beside Format-Serving in the model artifact: the RetrievalEvaluator checks these reads
     # against the ValidationGate's counts before it blesses (modules/row_counts.py).
@@ -121,6 +129,16 @@ def run_fn(fn_args: Any) -> None:
     del trained, train_columns, item_columns
     tf.keras.backend.clear_session()
     memory.release()
+
+
+def _validation_summary(validation: dict) -> dict:
+    """The validation figures of `training.Trained.validation`, with the window's times also in ISO."""
+    out = dict(validation)
+    for key in ("window_start_ms", "window_end_ms"):
+        if key in out:
+            stamp = datetime.datetime.fromtimestamp(out[key] / 1000, tz=datetime.timezone.utc)
+            out[key.replace("_ms", "")] = stamp.isoformat()
+    return out
 
 
 def _count_checks(train_columns: dict, item_columns: dict, tft_output) -> list[dict]:

@@ -20,8 +20,9 @@ import tensorflow as tf  # noqa: E402
 
 from components.export import export as E  # noqa: E402
 from data.generator import generate  # noqa: E402
+from modules import columns as C  # noqa: E402
 from modules import features as F  # noqa: E402
-from modules import serving, trainer, training  # noqa: E402
+from modules import serving, trainer  # noqa: E402
 from pipeline import local_runner  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -90,8 +91,8 @@ def trained_by_tfx(tmp_path_factory):
 
 def test_trainer_exports_a_model_that_ranks_catalogue_items(trained_by_tfx):
     root, model_dir, _ = trained_by_tfx
-    queries = training.read_csv_columns(str(root / "export" / F.EVAL_SPLIT / F.INTERACTIONS_FILE))
-    items = training.read_csv_columns(str(root / "export" / F.ITEMS_SPLIT / F.ITEMS_FILE))
+    queries = C.read_csv_columns(str(root / "export" / F.EVAL_SPLIT / F.INTERACTIONS_FILE))
+    items = C.read_csv_columns(str(root / "export" / F.ITEMS_SPLIT / F.ITEMS_FILE))
     model = tf.saved_model.load(str(model_dir))
     request = {
         name: tf.constant(queries[name][:3], dtype=dtype)
@@ -111,6 +112,12 @@ def test_trainer_writes_its_summary(trained_by_tfx):
     summary = json.loads((run_dir / trainer.SUMMARY_FILE).read_text())
     assert summary["settings"]["epochs"] == 1 and summary["n_examples"] > 0
     assert len(summary["losses"]) == 1 and np.isfinite(summary["losses"][0])
+    # The tiny log's validation window is too small to choose on: fixed epochs, no refit.
+    validation = summary["validation"]
+    assert validation["window_start_ms"] < validation["window_end_ms"]
+    assert validation["window_end"].startswith("2015-07-31")  # the last train event, in ISO
+    assert validation["window_queries"] < 100
+    assert not validation["validated"] and not validation["refit"] and validation["epochs"] == 1
 
 
 def test_split_patterns_swap_the_split_folder():

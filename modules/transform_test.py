@@ -10,8 +10,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from modules import columns as C  # noqa: E402
 from modules import features as F  # noqa: E402
-from modules import training  # noqa: E402
+from modules import testing  # noqa: E402
 from modules import transform as T  # noqa: E402
 
 T0 = 1_433_154_600_000  # 2015-06-01 10:30 UTC, a Monday
@@ -53,16 +54,16 @@ def _rows() -> dict[str, np.ndarray]:
             columns[name].append(value)
         columns[F.USER_LAST_TIMESTAMP].append(last)
         columns[F.HISTORY].append(history)
-    return training.normalise_columns(columns)
+    return C.normalise_columns(columns)
 
 
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory):
     rows = _rows()
     out = tmp_path_factory.mktemp("tft")
-    tft_output = training.analyze(rows, str(out), CONFIG)
+    tft_output = testing.analyze(rows, str(out), CONFIG)
     layer = tft_output.transform_features_layer()
-    transformed = training.transform_columns(layer, rows, tft_output.raw_feature_spec())
+    transformed = C.transform_columns(layer, rows, tft_output.raw_feature_spec())
     return tft_output, layer, rows, transformed
 
 
@@ -131,9 +132,9 @@ def test_numbers_are_normalised(analysed):
 
 def test_catalogue_rows_get_the_same_item_features(analysed):
     tft_output, layer, rows, out = analysed
-    items = training.item_columns_of({name: values[[0, 1]] for name, values in rows.items()})
+    items = C.item_columns_of({name: values[[0, 1]] for name, values in rows.items()})
     items[F.ITEM_ID] = np.array([10, 30])  # 30: a catalogue item without train events
-    items_out = training.transform_columns(layer, items, tft_output.raw_feature_spec())
+    items_out = C.transform_columns(layer, items, tft_output.raw_feature_spec())
     # Item columns alone yield exactly the item-side outputs, computed by the same graph.
     assert set(items_out) == set(T.ITEM_OUTPUTS)
     for name in (T.CATEGORY_INDEX, T.TEXT_TOKENS, T.ITEM_NUMERIC):

@@ -1,0 +1,215 @@
+"""Raw columns: reading the export's rows (CSV or tf.Example), their in-memory kinds, and their
+way through the transform graph. No TFX imports.
+
+Raw columns are plain numpy arrays keyed by the export's column names (``modules.features``): int64
+ids, counters and timestamps; str ``event``/``item_text``/``history`` ("" when empty); float numeric
+properties (NaN when missing). Every raw row the model sees goes through the transform output's
+``transform_features_layer()`` (`transform_columns`), the graph that serving uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from modules import features as F
+from modules import transform as T
+
+TRANSFORM_BATCH = 8192  # rows per call of the transform layer (and per TFRecord read)
+_STRING_COLUMNS = (F.EVENT, F.ITEM_TEXT, F.HISTORY)
+
+
+def column_kind(name: str) -> str:
+    """ "string", "float" or "int64": how a raw export column is held in memory."""
+    if name in _STRING_COLUMNS:
+        return "string"
+    if name.startswith(F.NUMERIC_PREFIX):
+        return "float"
+    return "int64"
+
+
+def normalise_columns(columns: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Casts raw columns to their in-memory kinds (str with "" for empty, float with NaN, int64)."""
+    out = {}
+    for name, values in columns.items():
+        kind = column_kind(name)
+        values = np.asarray(values)
+        if kind == "string":
+            out[name] = np.array([_text(v) for v in values], dtype=object)
+        elif kind == "float":
+            if values.dtype.kind in "OUS":
+                values = np.array([float(v) if str(v) != "" else np.nan for v in values])
+            out[name] = values.astype(np.float64)
+        else:
+            out[name] = values.astype(np.int64)
+    return out
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_csv_columns(path: str) -> dict[str, np.ndarray]:
+    """Reads an export CSV (interactions or items) into raw columns.
+
+    Raises:
+      ValueError: a column cannot be read as its kind; the message names the file and column.
+    """
+    import pandas as pd
+
+    header = pd.read_csv(path, nrows=0).columns.tolist()
+    dtypes = {name: (str if column_kind(name) == "string" else None) for name in header}
+    frame = pd.read_csv(
+        path,
+        dtype={k: v for k, v in dtypes.items() if v is not None},
+        keep_default_na=False,
+        na_values={n: [""] for n in header if column_kind(n) != "string"},
+    )
+    columns = {}
+    for name in header:
+        try:
+            columns[name] = normalise_columns({name: frame[name].to_numpy()})[name]
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}: column {name!r} is not {column_kind(name)}: {err}") from err
+    return columns
+
+
+def read_example_columns(
+    file_patterns: Iterable[str],
+    raw_feature_spec: dict[str, Any],
+    names: Iterable[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Reads raw columns from gzipped TFRecords of tf.Example (an ExampleGen split).
+
+    Args:
+      file_patterns: glob patterns of the split's files.
+      raw_feature_spec: the transform output's raw feature spec (only its keys and dtypes are used;
+        every column is parsed as possibly empty).
+      names: the columns to read (default: every column of the spec).
+
+    Returns:
+      Raw columns (see the module docstring).
+
+    Raises:
+      FileNotFoundError: no file matches.
+    """
+    files = sorted({f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)})
+    if not files:
+        raise FileNotFoundError(f"no file matches {list(file_patterns)}")
+    names = list(names) if names is not None else list(raw_feature_spec)
+    spec = {
+        name: tf.io.VarLenFeature(raw_feature_spec[name].dtype)
+        for name in names
+        if name in raw_feature_spec
+    }
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in spec}
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(TRANSFORM_BATCH)
+    for records in dataset:
+        parsed = tf.io.parse_example(records, spec)
+        for name, value in parsed.items():
+            fill = "" if value.dtype == tf.string else (np.nan if value.dtype.is_floating else 0)
+            dense = tf.sparse.to_dense(value, default_value=tf.constant(fill, value.dtype))
+            padding = tf.fill(tf.stack([tf.shape(dense)[0], 1]), tf.constant(fill, value.dtype))
+            dense = tf.concat([dense, padding], 1)[:, 0]
+            parts[name].append(dense.numpy())
+    return normalise_columns({name: np.concatenate(chunks) for name, chunks in parts.items()})
+
+
+def raw_feature_spec(columns: Iterable[str]) -> dict[str, Any]:
+    """A raw feature spec like SchemaGen infers from the export's CSVs (for tests and benchmarks).
+
+    Ids, counters and timestamps are always present (FixedLen [1]); text, history and numeric
+    properties may be empty (VarLen).
+    """
+    spec = {}
+    for name in columns:
+        kind = column_kind(name)
+        if kind == "string":
+            spec[name] = tf.io.VarLenFeature(tf.string)
+        elif kind == "float":
+            spec[name] = tf.io.VarLenFeature(tf.float32)
+        else:
+            spec[name] = tf.io.FixedLenFeature([1], tf.int64)
+    return spec
+
+
+def to_raw_tensors(
+    columns: dict[str, np.ndarray], raw_feature_spec: dict[str, Any]
+) -> dict[str, Any]:
+    """Builds the tensors `raw_feature_spec` describes from raw columns.
+
+    Columns absent from ``columns`` are left out (the transform layer then returns only the outputs
+    that do not depend on them: item columns alone give the item-side outputs).
+    """
+    tensors = {}
+    for name, feature in raw_feature_spec.items():
+        if name not in columns:
+            continue
+        values = np.asarray(columns[name])
+        dtype = feature.dtype
+        if isinstance(feature, tf.io.FixedLenFeature):
+            tensor = tf.constant(as_numpy(values, dtype, fill=True))
+            tensors[name] = tf.reshape(tensor, [-1, *feature.shape])
+        elif isinstance(feature, tf.io.VarLenFeature):
+            present = present_mask(values)
+            rows = np.nonzero(present)[0].astype(np.int64)
+            tensors[name] = tf.SparseTensor(
+                indices=np.stack([rows, np.zeros_like(rows)], axis=1).reshape(-1, 2),
+                values=tf.constant(as_numpy(values[present], dtype, fill=False), dtype=dtype),
+                dense_shape=[len(values), 1],
+            )
+        else:
+            raise ValueError(f"raw feature {name!r}: unsupported feature spec {feature}")
+    return tensors
+
+
+def present_mask(values: np.ndarray) -> np.ndarray:
+    """[n] True where a raw cell holds a value ("" and NaN are empty; ints always hold one)."""
+    if values.dtype == object or values.dtype.kind in "US":
+        return np.array([v != "" for v in values], dtype=bool)
+    if values.dtype.kind == "f":
+        return ~np.isnan(values)
+    return np.ones(values.shape, dtype=bool)
+
+
+def as_numpy(values: np.ndarray, dtype: tf.DType, fill: bool) -> np.ndarray:
+    """Raw values as the numpy array of a tf dtype (bytes for strings; NaN -> 0 for ints with ``fill``)."""
+    if dtype == tf.string:
+        return np.array([str(v).encode() for v in values], dtype=object)
+    if values.dtype == object or values.dtype.kind in "US":
+        values = np.array([float(v) if v != "" else np.nan for v in values])
+    if dtype.is_floating:
+        return values.astype(np.float32)
+    if fill and values.dtype.kind == "f":
+        values = np.nan_to_num(values)
+    return values.astype(np.int64)
+
+
+def transform_columns(
+    layer: Any, columns: dict[str, np.ndarray], raw_feature_spec: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """Applies the transform layer to raw columns in batches; returns transformed numpy arrays."""
+    n = len(next(iter(columns.values())))
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, TRANSFORM_BATCH):
+        chunk = {name: values[start : start + TRANSFORM_BATCH] for name, values in columns.items()}
+        out = layer(to_raw_tensors(chunk, raw_feature_spec))
+        for name, value in out.items():
+            parts.setdefault(name, []).append(value.numpy())
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+
+def item_columns_of(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The item-side raw columns (what the catalogue file has)."""
+    names = set(T.RAW_ITEM_COLUMNS) | set(T.numeric_columns(columns))
+    return {name: values for name, values in columns.items() if name in names}
+
+
+def user_columns_of(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The user-side raw columns (what a serving request has)."""
+    return {name: values for name, values in columns.items() if name in T.RAW_USER_COLUMNS}

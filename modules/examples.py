@@ -1,0 +1,248 @@
+"""Evaluation-shaped examples from the train interactions: pseudo-cutoff training examples, the
+validation window, and the visitor state at a time. Plain numpy, no TensorFlow.
+
+The evaluation (DESIGN 5) freezes a visitor's state at the cutoff and makes every later event of a
+visitor seen before it one query. Everything here has that shape:
+
+* `pseudo_cutoff_examples` (the fit): for every train event a pseudo-cutoff is drawn uniformly in
+  the ``horizon_days`` before it, the visitor's state is frozen at that cutoff (`states_at`: the
+  history, counters and last timestamp after its last event at or before the cutoff) and the event
+  is the target. Events of visitors with no event before their pseudo-cutoff are skipped, as eval
+  drops visitors unseen in train. Repeats then look as they do after the real cutoff, and items of
+  one basket are not each other's history.
+* `validation_window` (every choice the Trainer makes): the cutoff as the Trainer sees it is T, the
+  last train event's timestamp (the export's real cutoff is not among the Trainer's inputs; T is at
+  or before it). The window is (T - V, T]; every window event of a visitor with an event at or
+  before T - V is one query, its state frozen at T - V, exactly as the eval split at the real
+  cutoff. `fit_mask` keeps the training examples whose target is at or before T - V, so nothing of
+  the window reaches the fit that is validated on it; `popularity_at` recomputes the export's item
+  popularity columns as of T - V for the fit examples and the validation catalogue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from modules import constants
+from modules import features as F
+
+MS_PER_DAY = 86_400_000
+
+
+# ---------------------------------------------------------------- states and examples
+
+
+def pseudo_cutoff_examples(
+    train: dict[str, np.ndarray],
+    horizon_days: float,
+    examples_per_event: int = 1,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Builds evaluation-shaped training examples from the train interactions.
+
+    For every event and every draw (``examples_per_event``), a pseudo-cutoff c is drawn uniformly in
+    [t - horizon, t) before the event's time t (at least 1 ms before); the visitor's state at c
+    (`states_at`) becomes the user side, the event (its item and the item's properties at event
+    time) the target. Events whose visitor had no event at or before c are skipped.
+
+    Args:
+      train: raw columns of the train interactions.
+      horizon_days: the longest distance between a pseudo-cutoff and its target event.
+      examples_per_event: draws per event.
+      seed: numpy seed of the draws.
+
+    Returns:
+      Raw columns in the interaction layout (same keys as ``train``).
+    """
+    stamps = train[F.TIMESTAMP]
+    n = len(stamps)
+    rng = np.random.default_rng(seed)
+    horizon_ms = horizon_days * MS_PER_DAY
+    parts = []
+    for _ in range(examples_per_event):
+        cut = stamps - np.maximum(np.floor(rng.uniform(0.0, horizon_ms, n)), 1).astype(np.int64)
+        parts.append(_frozen_at(train, np.arange(n), cut))
+    return {name: np.concatenate([part[name] for part in parts]) for name in train}
+
+
+def _frozen_at(
+    train: dict[str, np.ndarray], rows: np.ndarray, cutoffs: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Train rows ``rows`` as queries whose user state is frozen at ``cutoffs`` (one per row).
+
+    Rows whose visitor has no event at or before its cutoff are dropped.
+    """
+    state, found = states_at(train, train[F.VISITOR_ID][rows], cutoffs)
+    kept = rows[found]
+    example = {name: values[kept] for name, values in train.items()}
+    example.update({name: values[found] for name, values in state.items()})
+    return example
+
+
+def states_at(
+    train: dict[str, np.ndarray], visitors: np.ndarray, cutoffs: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The user side of each (visitor, cutoff): its state after all its train events <= cutoff.
+
+    This is how the export freezes an eval query's state at the real cutoff: counters of every
+    event type and of distinct items, the last event's timestamp, and the history (the items of
+    the latest events, most recent first: the last event's item, then that event's history).
+
+    Args:
+      train: raw columns of the train interactions.
+      visitors: [q] visitor ids.
+      cutoffs: [q] times in ms.
+
+    Returns:
+      ({user column: [q] values}, [q] bool found: the visitor has a train event <= its cutoff);
+      rows not found hold zeros and "".
+    """
+    ordered = _ordered_states(train)
+    v, ts = ordered["visitor"], ordered["ts"]
+    distinct = np.unique(v)
+    visitors = np.asarray(visitors)
+    cutoffs = np.asarray(cutoffs, dtype=np.int64)
+    rank = np.searchsorted(distinct, visitors)
+    known = (rank < distinct.size) & (distinct[np.minimum(rank, distinct.size - 1)] == visitors)
+    t0 = min(int(ts.min()), int(cutoffs.min()) if cutoffs.size else 0)
+    span = max(int(ts.max()), int(cutoffs.max()) if cutoffs.size else 0) - t0 + 2
+    keys = np.searchsorted(distinct, v).astype(np.int64) * span + (ts - t0)
+    query = rank.astype(np.int64) * span + (cutoffs - t0)
+    state = np.searchsorted(keys, query, side="right") - 1
+    found = known & (state >= 0)
+    found[found] &= v[state[found]] == visitors[found]
+    picked = np.where(found, state, 0)
+    out = {}
+    for name, values in ordered["state"].items():
+        column = values[picked]
+        out[name] = np.where(found, column, "" if values.dtype == object else 0)
+        if values.dtype == object:
+            out[name] = out[name].astype(object)
+    return out, found
+
+
+def _ordered_states(train: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Train rows sorted by (visitor, time, file order) with the state after each row."""
+    visitors = train[F.VISITOR_ID]
+    stamps = train[F.TIMESTAMP]
+    n = len(visitors)
+    order = np.lexsort((np.arange(n), stamps, visitors))
+    v, ts = visitors[order], stamps[order]
+    items = train[F.ITEM_ID][order]
+    events = train[F.EVENT][order]
+    history = train[F.HISTORY][order]
+    new_visitor = np.ones(n, dtype=bool)
+    new_visitor[1:] = v[1:] != v[:-1]
+    group_start = np.maximum.accumulate(np.where(new_visitor, np.arange(n), 0))
+    state = {}
+    for name, event_type in zip(
+        (F.USER_VIEWS, F.USER_ADDTOCARTS, F.USER_TRANSACTIONS), F.EVENT_TYPES, strict=True
+    ):
+        state[name] = _cumsum_in_groups((events == event_type).astype(np.int64), group_start)
+    _, first_index = np.unique(np.stack([v, items], axis=1), axis=0, return_index=True)
+    first_seen = np.zeros(n, dtype=np.int64)
+    first_seen[first_index] = 1
+    state[F.USER_DISTINCT_ITEMS] = _cumsum_in_groups(first_seen, group_start)
+    state[F.USER_LAST_TIMESTAMP] = ts
+    state[F.HISTORY] = np.array(
+        [f"{i} {h}" if h else str(i) for i, h in zip(items, history, strict=True)], dtype=object
+    )
+    return {"visitor": v, "ts": ts, "state": state}
+
+
+def _cumsum_in_groups(values: np.ndarray, group_start: np.ndarray) -> np.ndarray:
+    total = np.cumsum(values)
+    before = np.concatenate([[0], total])[group_start]
+    return total - before
+
+
+# ---------------------------------------------------------------- the validation window
+
+
+@dataclasses.dataclass
+class ValidationWindow:
+    """The validation split of the train interactions (see the module docstring).
+
+    Attributes:
+      start_ms: T - V, the window's cutoff: states are frozen here; targets lie after it.
+      end_ms: T, the last train event's timestamp.
+      queries: raw columns in the interaction layout, one row per query: the target event's own
+        columns (item, event, timestamp, item properties) with the user state at ``start_ms``.
+    """
+
+    start_ms: int
+    end_ms: int
+    queries: dict[str, np.ndarray]
+
+    @property
+    def n_queries(self) -> int:
+        """Number of validation queries."""
+        return int(len(self.queries[F.ITEM_ID]))
+
+
+def validation_window(train: dict[str, np.ndarray], days: float) -> ValidationWindow:
+    """The validation queries of the last ``days`` of the train interactions.
+
+    Args:
+      train: raw columns of the train interactions.
+      days: V, the window's length.
+
+    Returns:
+      The window; its queries are the events in (T - V, T] of visitors with an event at or before
+      T - V (T: the last train event's timestamp), each with the visitor's state at T - V.
+
+    Raises:
+      ValueError: ``train`` is empty.
+    """
+    stamps = np.asarray(train[F.TIMESTAMP], dtype=np.int64)
+    if stamps.size == 0:
+        raise ValueError("no train interactions: no validation window")
+    end = int(stamps.max())
+    start = end - int(round(days * MS_PER_DAY))
+    rows = np.nonzero(stamps > start)[0]
+    queries = _frozen_at(train, rows, np.full(rows.size, start, dtype=np.int64))
+    return ValidationWindow(start_ms=start, end_ms=end, queries=queries)
+
+
+def fit_mask(examples: dict[str, np.ndarray], window: ValidationWindow) -> np.ndarray:
+    """[n] True for the examples whose target event is at or before the window's start (T - V)."""
+    return np.asarray(examples[F.TIMESTAMP]) <= window.start_ms
+
+
+def popularity_at(
+    train: dict[str, np.ndarray], item_ids: np.ndarray, cutoff_ms: int
+) -> dict[str, np.ndarray]:
+    """The export's item popularity columns as they would be with the cutoff at ``cutoff_ms``.
+
+    ``item_pop_train``: train events of the item at or before the cutoff; ``item_pop_recent``: those
+    in the ``RECENT_POPULARITY_DAYS`` before it (``components/export``: ``ts > cutoff - days``).
+
+    Args:
+      train: raw columns of the train interactions.
+      item_ids: [n] the items to give the columns to.
+      cutoff_ms: the cutoff.
+
+    Returns:
+      {``item_pop_train``: [n] int64, ``item_pop_recent``: [n] int64}.
+    """
+    stamps = np.asarray(train[F.TIMESTAMP], dtype=np.int64)
+    recent_from = cutoff_ms - constants.RECENT_POPULARITY_DAYS * MS_PER_DAY
+    before = stamps <= cutoff_ms
+    known, index = np.unique(np.asarray(train[F.ITEM_ID])[before], return_inverse=True)
+    n_train = np.bincount(index, minlength=known.size)
+    n_recent = np.bincount(index, weights=stamps[before] > recent_from, minlength=known.size)
+    item_ids = np.asarray(item_ids)
+    out = {
+        name: np.zeros(item_ids.shape, dtype=np.int64)
+        for name in (F.ITEM_POP_TRAIN, F.ITEM_POP_RECENT)
+    }
+    if known.size == 0:
+        return out
+    pos = np.clip(np.searchsorted(known, item_ids), 0, known.size - 1)
+    found = known[pos] == item_ids
+    out[F.ITEM_POP_TRAIN][found] = n_train[pos[found]]
+    out[F.ITEM_POP_RECENT][found] = n_recent[pos[found]].astype(np.int64)
+    return out

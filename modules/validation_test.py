@@ -1,0 +1,52 @@
+"""Tests of the validation scorer: hits by the protocol's tie rule, decided fast."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from modules import metrics, ranking  # noqa: E402
+from modules import validation as V  # noqa: E402
+from modules.constants import TIE_EPSILON  # noqa: E402
+
+
+def _reference(scores, ids, targets, k):
+    return metrics.hit_ranks(ranking.top_k_items(scores, ids, k), targets, k) > 0
+
+
+def test_ties_go_to_the_smaller_id_by_hand():
+    # Items 10, 20, 30, 40 (columns in id order); k = 2.
+    ids = np.array([10, 20, 30, 40])
+    scores = np.array(
+        [
+            [1.0, 3.0, 3.0, 0.0],  # top 2: 20, 30 (tie at 3.0: ascending id) -> 30 is a hit
+            [3.0, 1.0, 3.0, 3.0],  # top 2: 10, 30 -> 40 (tied at 3.0, larger id) is a miss
+            [3.0, 1.0, 3.0, 3.0],  # target 99 is not in the catalogue: a miss
+            [5.0, 2.0, 2.0 + TIE_EPSILON / 2, 0.0],  # 20 and 30 tie within epsilon: 20 wins
+        ],
+        dtype=np.float32,
+    ).astype(np.float64)
+    targets = np.array([30, 40, 99, 20])
+    assert V.hits_at_k(scores, ids, targets, 2).tolist() == [True, False, False, True]
+    assert _reference(scores, ids, targets, 2).tolist() == [True, False, False, True]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_equals_the_full_ranking_on_tie_heavy_scores(dtype):
+    rng = np.random.default_rng(0)
+    ids = np.sort(rng.choice(10_000, 600, replace=False))
+    # Few distinct values: most targets share their score with dozens of items.
+    coarse = rng.integers(0, 40, (300, ids.size)).astype(dtype)
+    # Chains of near-ties (gaps of half an epsilon) around the targets.
+    fine = (rng.integers(0, 3, (300, ids.size)) * (TIE_EPSILON / 2) + 1.0).astype(np.float64)
+    for scores in (coarse, fine, rng.normal(size=(300, ids.size)).astype(dtype)):
+        targets = ids[rng.integers(0, ids.size, 300)]
+        targets[::17] = -5  # not in the catalogue
+        for k in (1, 10, 50):
+            np.testing.assert_array_equal(
+                V.hits_at_k(scores, ids, targets, k), _reference(scores, ids, targets, k)
+            )
