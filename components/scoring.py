@@ -141,8 +141,6 @@ def recommend_exact(
     """
     import tensorflow as tf
 
-    from components.scann_index.serving import parse_user_columns
-
     model = tf.saved_model.load(model_dir)
     catalogue = model.signatures[serving.CATALOGUE_SIGNATURE]()
     item_ids = catalogue["item_ids"].numpy().astype(np.int64)
@@ -157,7 +155,7 @@ def recommend_exact(
     query_spec = dict(signature.structured_input_signature[1])
     visitors, targets, lists = [], [], []
     for records, visitor, target in _eval_batches(eval_files, batch_size, query_time_ms):
-        out = signature(**parse_user_columns(records, query_spec))
+        out = signature(**serving.parse_user_columns(records, query_spec))
         query = out["query"].numpy().astype(np.float32)
         scores = buffer[: len(query)]
         np.matmul(query, vectors_t, out=scores)

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import numpy as np
+import tensorflow as tf
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from modules import columns as C  # noqa: E402
-from modules import features as F  # noqa: E402
+from modules import columns as C
+from modules import features as F
 
 
 def test_example_columns_round_trip_through_tfrecords(tmp_path):

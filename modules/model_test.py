@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from modules import model as M  # noqa: E402
-from modules import transform as T  # noqa: E402
+from modules import model as M
+from modules import transform as T
 
 ROOT = Path(__file__).resolve().parents[1]
 # 10 item rows: 0 padding, 1..8 vocabulary, 9 out-of-vocabulary.

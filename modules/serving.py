@@ -93,13 +93,7 @@ class ServingModule(tf.Module):
     def _top(self, raw: dict[str, Any], k: int) -> tuple[tf.Tensor, tf.Tensor]:
         query, rows, bonus = self._query(raw)
         scores = tf.matmul(query, self.catalogue_vectors, transpose_b=True)
-        valid = rows >= 0
-        batch_row = tf.broadcast_to(
-            tf.range(tf.shape(rows, out_type=tf.int64)[0])[:, None],
-            tf.shape(rows, out_type=tf.int64),
-        )
-        indices = tf.stack([tf.boolean_mask(batch_row, valid), tf.boolean_mask(rows, valid)], 1)
-        scores = tf.tensor_scatter_nd_add(scores, indices, tf.boolean_mask(bonus, valid))
+        scores = add_repeat_bonus(scores, rows, bonus)
         best = tf.math.top_k(scores, k=k)
         return tf.gather(self.catalogue_ids, best.indices), best.values
 
@@ -173,6 +167,48 @@ def _as_spec(values: tf.Tensor, feature: Any) -> Any:
             ),
         )
     raise ValueError(f"unsupported raw feature spec {feature}")
+
+
+def add_repeat_bonus(scores: tf.Tensor, rows: tf.Tensor, bonus: tf.Tensor) -> tf.Tensor:
+    """``scores`` [B, M] plus each history item's repeat bonus at its catalogue column.
+
+    The TF twin of ``modules.ranking.add_repeat_bonus`` (the SavedModel keeps TF ops): ``rows``
+    [B, N] are catalogue columns (-1: none), ``bonus`` [B, N] their bonuses; an item at two
+    history positions gets both.
+    """
+    rows = tf.cast(rows, tf.int64)
+    valid = rows >= 0
+    batch_row = tf.broadcast_to(
+        tf.range(tf.shape(rows, out_type=tf.int64)[0])[:, None], tf.shape(rows, out_type=tf.int64)
+    )
+    indices = tf.stack([tf.boolean_mask(batch_row, valid), tf.boolean_mask(rows, valid)], 1)
+    values = tf.cast(tf.boolean_mask(bonus, valid), scores.dtype)
+    return tf.tensor_scatter_nd_add(scores, indices, values)
+
+
+def parse_user_columns(examples: tf.Tensor, query_spec: dict[str, tf.TensorSpec]) -> dict:
+    """Serialized tf.Examples [B] -> the dense [B] raw user columns ``user_vectors`` takes.
+
+    Args:
+      examples: string [B] serialized tf.Examples (e.g. eval rows; other features are ignored).
+      query_spec: the ``user_vectors`` signature's input specs (name -> TensorSpec [None]).
+
+    Returns:
+      ``{name: [B] tensor}``; a column absent from an example reads as 0 or "" (what a REST
+      request sends for "none").
+    """
+    parsed = tf.io.parse_example(
+        examples, {name: tf.io.VarLenFeature(spec.dtype) for name, spec in query_spec.items()}
+    )
+    return {name: _first_or_default(value) for name, value in parsed.items()}
+
+
+def _first_or_default(value: tf.SparseTensor) -> tf.Tensor:
+    """A parsed scalar column [B] from its sparse form; absent -> 0 or ""."""
+    default = "" if value.dtype == tf.string else tf.zeros([], value.dtype)
+    dense = tf.sparse.to_dense(value, default_value=default)
+    padding = tf.fill([tf.shape(dense)[0], 1], default)
+    return tf.concat([dense, padding], axis=1)[:, 0]
 
 
 def export(trained: Any, tft_output: Any, export_dir: str, top_k: int = 50) -> str:

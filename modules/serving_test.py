@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import textwrap
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import textwrap  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from components.export import export as E  # noqa: E402
-from data.generator import generate  # noqa: E402
-from modules import columns as C  # noqa: E402
-from modules import (  # noqa: E402
-    constants,  # noqa: E402
+from components.export import export as E
+from data.generator import generate
+from modules import columns as C
+from modules import (
+    constants,
     serving,
     testing,
     training,
 )
-from modules import features as F  # noqa: E402
-from modules import offline as O  # noqa: E402
+from modules import features as F
+from modules import offline as O
 
 TOP_K = 10
 SETTINGS = {"epochs": 2, "embedding_dim": 16, "hidden_dim": 32, "batch_size": 256}

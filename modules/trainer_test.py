@@ -7,23 +7,19 @@ documents, and writes a serving model whose signatures answer.
 
 from __future__ import annotations
 
-import os
+import json
+from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from components.export import export as E  # noqa: E402
-from data.generator import generate  # noqa: E402
-from modules import columns as C  # noqa: E402
-from modules import features as F  # noqa: E402
-from modules import serving, trainer  # noqa: E402
-from pipeline import local_runner  # noqa: E402
+from components.export import export as E
+from data.generator import generate
+from modules import columns as C
+from modules import features as F
+from modules import serving, trainer
+from pipeline import local_runner
 
 pytestmark = pytest.mark.slow
 

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
+import logging
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np
+import pytest
 
-import logging  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from components.export import export  # noqa: E402
-from data.generator import generate  # noqa: E402
-from modules import columns as C  # noqa: E402
-from modules import features as F  # noqa: E402
-from modules import testing, training  # noqa: E402
-from modules import validation as V  # noqa: E402
+from components.export import export
+from data.generator import generate
+from modules import columns as C
+from modules import features as F
+from modules import testing, training
+from modules import validation as V
 
 SETTINGS = {"epochs": 3, "embedding_dim": 8, "hidden_dim": 16, "batch_size": 128}
 

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from modules import columns as C  # noqa: E402
-from modules import features as F  # noqa: E402
-from modules import testing  # noqa: E402
-from modules import transform as T  # noqa: E402
+from modules import columns as C
+from modules import features as F
+from modules import testing
+from modules import transform as T
 
 T0 = 1_433_154_600_000  # 2015-06-01 10:30 UTC, a Monday
 HOUR_MS = 3_600_000

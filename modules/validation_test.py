@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import numpy as np
+import pytest
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from modules import metrics, ranking  # noqa: E402
-from modules import validation as V  # noqa: E402
-from modules.constants import TIE_EPSILON  # noqa: E402
+from modules import metrics, ranking
+from modules import validation as V
+from modules.constants import TIE_EPSILON
 
 
 def _reference(scores, ids, targets, k):

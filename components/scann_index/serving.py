@@ -135,7 +135,7 @@ class ScannServingModule(tf.Module):
         return self._outputs(rows, scores, serving.OUTPUT_ITEM_IDS)
 
     def _serve_examples(self, request):
-        raw = parse_user_columns(request["examples"], self._query_spec)
+        raw = serving.parse_user_columns(request["examples"], self._query_spec)
         rows, scores = self._search_request(raw, self.eval_k)
         return self._outputs(rows, scores, serving.OUTPUT_CLASSES)
 
@@ -183,23 +183,6 @@ def _zero_absent_parts(state: tf.Module) -> None:
             variable.assign(tf.zeros([], variable.dtype))
 
 
-def parse_user_columns(examples: tf.Tensor, query_spec: dict[str, tf.TensorSpec]) -> dict:
-    """Serialized tf.Examples [B] -> the dense [B] raw user columns ``user_vectors`` takes.
-
-    Args:
-      examples: string [B] serialized tf.Examples (e.g. eval rows; other features are ignored).
-      query_spec: the ``user_vectors`` signature's input specs (name -> TensorSpec [None]).
-
-    Returns:
-      ``{name: [B] tensor}``; a column absent from an example reads as 0 or "" (what a REST
-      request sends for "none").
-    """
-    parsed = tf.io.parse_example(
-        examples, {name: tf.io.VarLenFeature(spec.dtype) for name, spec in query_spec.items()}
-    )
-    return {name: _first_or_default(value) for name, value in parsed.items()}
-
-
 def query_vectors(
     brute_force: Any, files: list[str], max_queries: int, seed: int, batch_size: int = 2048
 ) -> tuple[np.ndarray, list[bytes]]:
@@ -225,7 +208,7 @@ def query_vectors(
     for records in dataset:
         if len(first) < max_queries:
             first.extend(records.numpy()[: max_queries - len(first)].tolist())
-        parts.append(signature(**parse_user_columns(records, spec))["query"].numpy())
+        parts.append(signature(**serving.parse_user_columns(records, spec))["query"].numpy())
     if not parts:
         raise ValueError(f"{files}: no eval example to take queries from")
     queries = np.concatenate(parts)
@@ -233,14 +216,6 @@ def query_vectors(
         pick = np.sort(np.random.default_rng(seed).choice(len(queries), max_queries, replace=False))
         queries = queries[pick]
     return queries.astype(np.float32), first
-
-
-def _first_or_default(value: tf.SparseTensor) -> tf.Tensor:
-    """A parsed scalar column [B] from its sparse form; absent -> 0 or ""."""
-    default = "" if value.dtype == tf.string else tf.zeros([], value.dtype)
-    dense = tf.sparse.to_dense(value, default_value=default)
-    padding = tf.fill([tf.shape(dense)[0], 1], default)
-    return tf.concat([dense, padding], axis=1)[:, 0]
 
 
 def merge_candidates(query, vectors, ann_rows, ann_valid, history_rows, repeat_bonus, k: int):

@@ -56,10 +56,7 @@ class ToyBruteForce(tf.Module):
     def _top(self, raw, k):
         query, rows, bonus = self._query(raw)
         scores = tf.matmul(query, self.vectors, transpose_b=True)
-        valid = rows >= 0
-        batch_row = tf.broadcast_to(tf.range(tf.shape(rows, tf.int64)[0])[:, None], tf.shape(rows))
-        indices = tf.stack([tf.boolean_mask(batch_row, valid), tf.boolean_mask(rows, valid)], 1)
-        scores = tf.tensor_scatter_nd_add(scores, indices, tf.boolean_mask(bonus, valid))
+        scores = serving.add_repeat_bonus(scores, rows, bonus)
         best = tf.math.top_k(scores, k=k)
         return tf.gather(self.item_ids, best.indices), best.values
 
