@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from modules import catalogue as Cat
 from modules import columns as C
-from modules import constants
+from modules import constants, progress
 from modules import examples as E
 from modules import features as F
 from modules import model as M
@@ -248,6 +248,9 @@ def train(
         if cfg["calibrate_repeat"]:
             boost, boost_recalls = V.calibrate_repeat(model, then, queries)
             chosen_recall = boost_recalls[boost]
+            progress.report(
+                "repeat boost %+.0f chosen: validation Recall@50 %.4f", boost, chosen_recall
+            )
         lap("calibrate_repeat")
         summary.update(
             queries=queries.size,
@@ -273,7 +276,18 @@ def train(
     if refit:
         examples = _transformed(layer, raw, spec)
         lap("examples")
-        model, losses = _fit(examples, sizes, cfg, items, [], epochs=epochs)
+        progress.report(
+            "%s on all %d examples for %d epochs",
+            "refit" if validated else "fit",
+            len(examples[T.ITEM_INDEX]),
+            epochs,
+        )
+        report_epochs = tf.keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: progress.report(
+                "epoch %d/%d: loss %.1f", epoch + 1, epochs, float(logs.get("loss", 0.0))
+            )
+        )
+        model, losses = _fit(examples, sizes, cfg, items, [report_epochs], epochs=epochs)
         del examples
         V.add_repeat_boost(model, boost)
         lap("refit" if validated else "fit")

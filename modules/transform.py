@@ -20,7 +20,6 @@ Outputs (names below; 0 is always padding, index ``size - 1`` the out-of-vocabul
   recent first; ``VISITOR_INDEX`` [B]; ``HOUR`` / ``DAY_OF_WEEK`` [B] of the query's timestamp
   (UTC); ``USER_NUMERIC`` [B, 6] log1p + z-scored counters, recency (hours since the visitor's
   previous event) and its missing flag.
-* target side: ``EVENT_INDEX`` [B] 0 view, 1 addtocart, 2 transaction (-1 unknown).
 
 The item vocabulary holds every item with a train event. Catalogue items without one (cold items)
 map to the out-of-vocabulary bucket: no training example could have taught them an id embedding,
@@ -65,7 +64,6 @@ VISITOR_INDEX = transformed_name(F.VISITOR_ID)
 HOUR = transformed_name("hour_of_day")
 DAY_OF_WEEK = transformed_name("day_of_week")
 USER_NUMERIC = transformed_name("user_numeric")
-EVENT_INDEX = transformed_name(F.EVENT)
 
 ITEM_OUTPUTS = (ITEM_INDEX, CATEGORY_INDEX, TEXT_TOKENS, ITEM_NUMERIC)
 USER_OUTPUTS = (HISTORY_INDEX, VISITOR_INDEX, HOUR, DAY_OF_WEEK, USER_NUMERIC)
@@ -233,15 +231,6 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any] | Non
         1.0 - tf.cast(has_last, tf.float32),
     ]
     outputs[USER_NUMERIC] = tf.stack(user_numeric, axis=1)
-
-    # ---- target side
-    event = _column(inputs, F.EVENT, batch, tf.string, default="")
-    event_index = tf.fill(tf.shape(event), tf.constant(-1, tf.int64))
-    for index, event_type in enumerate(F.EVENT_TYPES):
-        event_index = tf.where(
-            tf.equal(event, event_type), tf.constant(index, tf.int64), event_index
-        )
-    outputs[EVENT_INDEX] = event_index
     return outputs
 
 

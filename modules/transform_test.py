@@ -123,7 +123,6 @@ def test_numbers_are_normalised(analysed):
     np.testing.assert_array_equal(numeric[:, 5], [0, 1, 0, 0])  # item 20 has no price
     np.testing.assert_allclose(numeric[:, 4], 0, atol=1e-5)  # one distinct price: z = 0
     np.testing.assert_allclose(out[T.USER_NUMERIC][:, :4].mean(axis=0), 0, atol=1e-5)
-    np.testing.assert_array_equal(out[T.EVENT_INDEX], [0, 0, 1, 0])
 
 
 def test_catalogue_rows_get_the_same_item_features(analysed):

@@ -23,7 +23,7 @@ import tensorflow as tf
 from modules import catalogue as Cat
 from modules import columns as C
 from modules import features as F
-from modules import metrics, ranking
+from modules import metrics, progress, ranking
 from modules import model as M
 from modules import transform as T
 from modules.constants import TIE_EPSILON
@@ -227,6 +227,12 @@ class BestEpoch(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         score = recall(self.model, self._items, self._queries)
         self.recalls.append(round(score, 4))
+        progress.report(
+            "epoch %d: loss %.1f, validation Recall@50 %.4f",
+            epoch + 1,
+            float((logs or {}).get("loss", float("nan"))),
+            score,
+        )
         if score > self._best:
             self.best_epoch, self._best = epoch, score
             self._best_weights = self.model.get_weights()

@@ -33,42 +33,37 @@ def latest_version(model_dir: str) -> Path:
     return versions[-1]
 
 
-def visitor_state(
-    export_dir: str, visitor: int, history_length: int = constants.HISTORY_LENGTH
-) -> dict:
-    """The visitor's raw user features at the cutoff, from the export's train interactions.
+def visitor_state(export_dir: str, visitor: int, history_length: int | None = None) -> dict:
+    """The visitor's raw user features at the cutoff: the state the export gives its eval queries.
+
+    It is computed from the export's train interactions by the export's own definition
+    (``export.visitor_states``: the same event order, counters and history).
+
+    Args:
+      export_dir: the export folder of the run that trained the model.
+      visitor: the visitor id.
+      history_length: items kept in the history (default: the export's ``--history-length``).
 
     Raises:
       RetailrecError: the visitor has no train event.
     """
+    from components.export import export
+
     path = os.path.join(export_dir, F.TRAIN_SPLIT, F.INTERACTIONS_FILE)
-    con = duckdb.connect()
-    try:
-        row = con.execute(
-            f"SELECT count(*) FILTER (WHERE {F.EVENT} = 'view'), "
-            f"count(*) FILTER (WHERE {F.EVENT} = 'addtocart'), "
-            f"count(*) FILTER (WHERE {F.EVENT} = 'transaction'), count(DISTINCT {F.ITEM_ID}), "
-            f"max({F.TIMESTAMP}), list({F.ITEM_ID} ORDER BY {F.TIMESTAMP} DESC)[1:{history_length}] "
-            f"FROM read_csv(?, header = true) WHERE {F.VISITOR_ID} = ?",
-            [path, visitor],
-        ).fetchone()
-    finally:
-        con.close()
-    if not row or row[0] + row[1] + row[2] == 0:
+    if not os.path.isfile(path):
+        raise RetailrecError(f"{path}: missing; pass --export with the run's export folder")
+    if history_length is None:
+        summary_file = os.path.join(export_dir, F.EXPORT_SUMMARY_FILE)
+        history_length = constants.HISTORY_LENGTH
+        if os.path.isfile(summary_file):
+            history_length = export.read_summary(export_dir)["params"]["history_length"]
+    state = export.visitor_states(path, [visitor], history_length=history_length).get(visitor)
+    if state is None:
         raise RetailrecError(
             f"visitor {visitor} has no train event in {path}; use --history ITEM,ITEM,... "
             "to recommend for a visitor the model has never seen"
         )
-    views, carts, buys, distinct, last_ts, items = row
-    return {
-        F.VISITOR_ID: visitor,
-        F.HISTORY: " ".join(map(str, items)),
-        F.USER_VIEWS: views,
-        F.USER_ADDTOCARTS: carts,
-        F.USER_TRANSACTIONS: buys,
-        F.USER_DISTINCT_ITEMS: distinct,
-        F.USER_LAST_TIMESTAMP: last_ts,
-    }
+    return state
 
 
 def history_state(visitor: int, items: list[int], now_ms: int) -> dict:
@@ -107,6 +102,7 @@ def describe(export_dir: str, items: list[int]) -> dict[int, dict]:
     path = os.path.join(export_dir, F.ITEMS_SPLIT, F.ITEMS_FILE)
     con = duckdb.connect()
     try:
+        con.execute("SET enable_progress_bar = false")  # a long scan draws one on stdout
         frame = con.execute(
             f"SELECT * FROM read_csv(?, header = true) WHERE {F.ITEM_ID} IN (SELECT unnest(?))",
             [path, items],

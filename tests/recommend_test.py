@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,6 +46,36 @@ def test_recommend_for_a_new_visitor_by_history_and_unknown_ids(tiny_run, capsys
     assert (
         cli.main(["recommend", "--model", "/nonexistent", "--history", "1"]) == cli.EXIT_BAD_INPUT
     )
+
+
+REPO = Path(__file__).resolve().parents[1]
+# TensorFlow's C++ log lines ("2024-01-01 12:00:00.123456: E external/.../cuda_dnn.cc:10575] Unable
+# to register cuDNN factory ...") and absl's ("W0000 00:00:1700000000.000000  123 file.cc:12] ...").
+CPP_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] |[IWEF]\d{4} )")
+
+
+def test_recommend_prints_only_its_answer(tiny_run):
+    """A fresh process, as a user runs it: no TensorFlow C++ or library warnings before the answer."""
+    visitor = _a_train_visitor(tiny_run)
+    model = str(Path(tiny_run.where["serving"]) / "retailrec")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    argv = [sys.executable, "-m", "pipeline.cli", "recommend", "--model", model]
+    done = subprocess.run(
+        [*argv, "--visitor", str(visitor), "--k", "3"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = (done.stdout + done.stderr).splitlines()
+    assert not [line for line in lines if CPP_LOG_LINE.match(line)]
+    assert "Unable to register" not in done.stderr and "Warning" not in done.stderr
+    assert done.stderr == ""
+    assert lines[0].startswith(f"visitor {visitor}, history: ")
+    assert [line.split(".")[0].strip() for line in lines[1:]] == ["1", "2", "3"]
 
 
 def test_grpc_predict_request_round_trip():

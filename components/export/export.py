@@ -46,9 +46,11 @@ logger = logging.getLogger(__name__)
 
 EXPORT_FORMAT_VERSION = 1
 _MS_PER_DAY = 86_400_000
-# Timestamps outside this range are not milliseconds since the epoch (seconds, or garbage).
-_MIN_TS_MS = int(dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
-_MAX_TS_MS = int(dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+# Seconds and milliseconds since the epoch are told apart by magnitude, not by a calendar window:
+# a ms timestamp after 1973-03-03 is at least 1e11, a seconds timestamp before the year 5138 is
+# below it. At 1e14 ms (the year 5138) and above a value is microseconds or nanoseconds.
+MIN_TS_MS = 10**11
+MAX_TS_MS = 10**14
 # Doubles hold integers exactly up to 2**53; ids written as floats ("213.0") must stay below.
 _MAX_FLOAT_ID = 2**53
 _NUMBER_RE = r"^n-?[0-9]+(\.[0-9]+)?$"
@@ -62,16 +64,20 @@ def parse_cutoff(cutoff: str | int) -> int:
     """Returns the cutoff as ms since the epoch (UTC).
 
     Args:
-      cutoff: a date ``YYYY-MM-DD`` (midnight UTC), an ISO datetime, or an int of ms.
+      cutoff: a date ``YYYY-MM-DD`` (midnight UTC, any year), an ISO datetime, or an int of ms.
 
     Raises:
-      ExportError: the value is not a date.
+      ExportError: the value is not a date, or a number that is not ms since the epoch.
     """
-    if isinstance(cutoff, int):
-        return cutoff
     text = str(cutoff).strip()
-    if text.isdigit():
-        return int(text)
+    if isinstance(cutoff, int) or text.isdigit():
+        ms = int(text)
+        if not MIN_TS_MS <= ms < MAX_TS_MS:
+            raise ExportError(
+                f"--cutoff: {cutoff!r} is not ms since the epoch (expected 1e11 <= ms < 1e14; "
+                "seconds instead of ms?)"
+            )
+        return ms
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError as err:
@@ -188,14 +194,27 @@ def _ts_expr(column: str) -> str:
     return f"TRY_CAST(round(TRY_CAST(trim({column}) AS DOUBLE)) AS BIGINT)"
 
 
+def _ev_rank_expr(column: str) -> str:
+    """SQL for an event type's rank: its position in ``features.EVENT_TYPES``."""
+    ranks = " ".join(f"WHEN {_sql_str(e)} THEN {i}" for i, e in enumerate(F.EVENT_TYPES))
+    return f"CASE {column} {ranks} END"
+
+
 def _ts_checks(column: str = "timestamp") -> list[tuple[str, str, str]]:
     expr = _ts_expr(column)
     return [
         (column, f"{expr} IS NULL", "value(s) that are not a number (ms since epoch)"),
         (
             column,
-            f"{expr} < {_MIN_TS_MS} OR {expr} >= {_MAX_TS_MS}",
-            "value(s) outside 2000..2100 in ms since the epoch (seconds instead of ms?)",
+            f"{expr} < {MIN_TS_MS}",
+            "value(s) below 1e11: seconds instead of ms since the epoch? "
+            "(a ms timestamp after 1973-03-03 is at least 1e11)",
+        ),
+        (
+            column,
+            f"{expr} >= {MAX_TS_MS}",
+            "value(s) of 1e14 or more: microseconds or nanoseconds instead of ms since "
+            "the epoch? (1e14 ms is the year 5138)",
         ),
     ]
 
@@ -249,11 +268,10 @@ def _load_events(con, path: str, summary: dict) -> None:
             )
         ],
     )
-    ranks = " ".join(f"WHEN {_sql_str(e)} THEN {i}" for i, e in enumerate(F.EVENT_TYPES))
     con.execute(
         "CREATE OR REPLACE TEMP TABLE events_all AS SELECT DISTINCT "
         f"{_ts_expr('timestamp')} AS ts, {_int_expr('visitorid')} AS visitorid, "
-        f"trim(event) AS event, CASE trim(event) {ranks} END AS ev_rank, "
+        f"trim(event) AS event, {_ev_rank_expr('trim(event)')} AS ev_rank, "
         f"{_int_expr('itemid')} AS itemid FROM raw_events"
     )
     n_unique = con.execute("SELECT count(*) FROM events_all").fetchone()[0]
@@ -353,6 +371,95 @@ def load_category_tree(path: str) -> dict[int, list[int]]:
             node = parent[node]
         paths[cat] = chain[::-1]
     return paths
+
+
+# ------------------------------------------------------------------------ the visitor state
+#
+# One definition of "a visitor's state at a time", used by the export (each eval query's state,
+# frozen at the cutoff), by ``retailrec recommend`` (``visitor_states``) and reproduced by training's
+# ``states_at`` (tested equal). A visitor's events are ordered by time, then event rank (view before
+# addtocart before transaction, the order of ``features.EVENT_TYPES``), then item id: events of one
+# timestamp have a fixed order, so the history does not depend on file or thread order. Exact
+# duplicates are dropped before, so the order is total.
+
+EVENT_ORDER = "ts, ev_rank, itemid"
+_EVENT_ORDER_DESC = "ts DESC, ev_rank DESC, itemid DESC"
+# The counters of each event type, in the order of features.EVENT_TYPES.
+_EVENT_COUNTERS = (F.USER_VIEWS, F.USER_ADDTOCARTS, F.USER_TRANSACTIONS)
+
+
+def _event_counter_sql(over: str = "") -> list[str]:
+    """``sum(...) [OVER w] AS user_<event>s`` for each event type (an aggregate or a window)."""
+    return [
+        f"COALESCE(sum(CASE WHEN ev_rank = {rank} THEN 1 ELSE 0 END){over}, 0) AS {name}"
+        for rank, name in enumerate(_EVENT_COUNTERS)
+    ]
+
+
+def user_state_sql(events: str, history_length: int) -> str:
+    """SQL of each visitor's state after all the events of ``events``: one row per visitor.
+
+    Args:
+      events: a table or parenthesised subquery with columns ``visitorid``, ``itemid``, ``ts`` (ms)
+        and ``ev_rank`` (see ``_ev_rank_expr``), holding the events that make up the state.
+      history_length: items kept in the history.
+
+    Returns:
+      A query with ``visitorid``, the counters of each event type and of distinct items, the last
+      event's time, and the history: the items of the last ``history_length`` events in
+      ``EVENT_ORDER``, most recent first, space-separated.
+    """
+    return (
+        f"SELECT visitorid, {', '.join(_event_counter_sql())}, "
+        f"count(DISTINCT itemid) AS {F.USER_DISTINCT_ITEMS}, max(ts) AS {F.USER_LAST_TIMESTAMP}, "
+        f"array_to_string(list(itemid ORDER BY {_EVENT_ORDER_DESC})[1:{int(history_length)}], ' ') "
+        f"AS {F.HISTORY} FROM {events} GROUP BY visitorid"
+    )
+
+
+def visitor_states(
+    interactions_csv: str | os.PathLike,
+    visitors: Sequence[int],
+    at_ms: int | None = None,
+    history_length: int = constants.HISTORY_LENGTH,
+) -> dict[int, dict[str, Any]]:
+    """The state of visitors after their events at or before ``at_ms`` in an exported split.
+
+    On the train split with ``at_ms=None`` (or the cutoff) this is exactly the state the export
+    gives each eval query of those visitors.
+
+    Args:
+      interactions_csv: an export's ``interactions.csv`` (the train split for the state at the cutoff).
+      visitors: visitor ids.
+      at_ms: only events at or before this time count (None: all of the file's events).
+      history_length: items kept in the history (the export's ``params["history_length"]``).
+
+    Returns:
+      ``{visitor: {user feature: value}}`` for the visitors with at least one such event.
+    """
+    where = f"{F.VISITOR_ID} IN (SELECT unnest(?::BIGINT[]))"
+    if at_ms is not None:
+        where += f" AND {F.TIMESTAMP} <= {int(at_ms)}"
+    events = (
+        f"(SELECT CAST({F.VISITOR_ID} AS BIGINT) AS visitorid, CAST({F.ITEM_ID} AS BIGINT) AS itemid, "
+        f"CAST({F.TIMESTAMP} AS BIGINT) AS ts, {_ev_rank_expr(F.EVENT)} AS ev_rank "
+        f"FROM read_csv(?, header = true) WHERE {where})"
+    )
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_progress_bar = false")  # a long scan draws one on stdout
+        frame = con.execute(
+            user_state_sql(events, history_length), [str(interactions_csv), list(visitors)]
+        ).fetchall()
+        names = [d[0] for d in con.description]
+    finally:
+        con.close()
+    states = {}
+    for row in frame:
+        state = dict(zip(names, row, strict=True))
+        visitor = int(state.pop("visitorid"))
+        states[visitor] = {F.VISITOR_ID: visitor, **state}
+    return states
 
 
 # ------------------------------------------------------------------------------------ the export
@@ -597,33 +704,26 @@ def _run_export(con, files: dict, tmp_out: Path, params: dict, summary: dict) ->
         f"count(*) FILTER (WHERE ts > {recent_from}) AS n_recent FROM train GROUP BY itemid"
     )
 
-    # User state before each train event; the eval state is frozen at the cutoff.
-    order = "ts, ev_rank, itemid"
-    window = f"(PARTITION BY visitorid ORDER BY {order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
-    ev = {e: i for i, e in enumerate(F.EVENT_TYPES)}
+    # User state before each train event (the events before it in EVENT_ORDER); the eval state is
+    # frozen at the cutoff: the state after all the visitor's train events (user_state_sql).
+    window = (
+        f"(PARTITION BY visitorid ORDER BY {EVENT_ORDER} "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+    )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE train_users AS SELECT *, "
-        f"COALESCE(sum(CASE WHEN ev_rank = {ev['view']} THEN 1 ELSE 0 END) OVER w, 0) AS {F.USER_VIEWS}, "
-        f"COALESCE(sum(CASE WHEN ev_rank = {ev['addtocart']} THEN 1 ELSE 0 END) OVER w, 0) "
-        f"AS {F.USER_ADDTOCARTS}, "
-        f"COALESCE(sum(CASE WHEN ev_rank = {ev['transaction']} THEN 1 ELSE 0 END) OVER w, 0) "
-        f"AS {F.USER_TRANSACTIONS}, "
+        f"{', '.join(_event_counter_sql(' OVER w'))}, "
         f"COALESCE(sum(first_seen) OVER w, 0) AS {F.USER_DISTINCT_ITEMS}, "
         f"COALESCE(max(ts) OVER w, 0) AS {F.USER_LAST_TIMESTAMP}, "
         f"COALESCE(array_to_string(list_reverse(list(itemid) OVER (PARTITION BY visitorid "
-        f"ORDER BY {order} ROWS BETWEEN {history} PRECEDING AND 1 PRECEDING)), ' '), '') AS {F.HISTORY} "
+        f"ORDER BY {EVENT_ORDER} ROWS BETWEEN {history} PRECEDING AND 1 PRECEDING)), ' '), '') "
+        f"AS {F.HISTORY} "
         "FROM (SELECT *, CASE WHEN row_number() OVER (PARTITION BY visitorid, itemid "
-        f"ORDER BY {order}) = 1 THEN 1 ELSE 0 END AS first_seen FROM train) "
+        f"ORDER BY {EVENT_ORDER}) = 1 THEN 1 ELSE 0 END AS first_seen FROM train) "
         f"WINDOW w AS {window}"
     )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE state_at_cutoff AS SELECT visitorid, "
-        f"sum(CASE WHEN ev_rank = {ev['view']} THEN 1 ELSE 0 END) AS {F.USER_VIEWS}, "
-        f"sum(CASE WHEN ev_rank = {ev['addtocart']} THEN 1 ELSE 0 END) AS {F.USER_ADDTOCARTS}, "
-        f"sum(CASE WHEN ev_rank = {ev['transaction']} THEN 1 ELSE 0 END) AS {F.USER_TRANSACTIONS}, "
-        f"count(DISTINCT itemid) AS {F.USER_DISTINCT_ITEMS}, max(ts) AS {F.USER_LAST_TIMESTAMP}, "
-        f"array_to_string(list(itemid ORDER BY ts DESC, ev_rank DESC, itemid DESC)[1:{history}], ' ') "
-        f"AS {F.HISTORY} FROM train GROUP BY visitorid"
+        f"CREATE OR REPLACE TEMP TABLE state_at_cutoff AS {user_state_sql('train', history)}"
     )
 
     item_cols = _item_feature_sql("s", numeric)

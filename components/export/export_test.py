@@ -239,7 +239,14 @@ def _bad_event(value_row):
         (_bad_event((T0 + 3000, 1, "view", "10.5", "")), r"events.csv: column 'itemid' .*'10.5'"),
         (_bad_event((T0 + 3000, 1, "view", "", "")), r"events.csv: column 'itemid' .*line 5"),
         (_bad_event((T0 + 3000, -4, "view", 10, "")), r"column 'visitorid' .*negative.*'-4'"),
-        (_bad_event((1_430_000_000, 1, "view", 10, "")), r"seconds instead of ms\?"),
+        (
+            _bad_event((1_430_000_000, 1, "view", 10, "")),
+            r"events.csv: column 'timestamp' .*seconds instead of ms.*line 5: '1430000000'",
+        ),
+        (
+            _bad_event((1_430_000_000_000_000, 1, "view", 10, "")),
+            r"events.csv: column 'timestamp' .*microseconds.*line 5: '1430000000000000'",
+        ),
     ],
 )
 def test_bad_event_values_name_file_column_and_value(tmp_path, events, match):
@@ -247,6 +254,79 @@ def test_bad_event_values_name_file_column_and_value(tmp_path, events, match):
     with pytest.raises(E.ExportError, match=match):
         E.export(raw, tmp_path / "out", cutoff=CUTOFF)
     assert not (tmp_path / "out").exists()
+
+
+def test_seconds_in_a_property_file_name_the_part(tmp_path):
+    props = [*PROPS[:7], (T0 // 1000, 20, "available", "1"), *PROPS[8:]]
+    raw = make_raw(tmp_path, props=props)
+    with pytest.raises(
+        E.ExportError,
+        match=r"item_properties_part2.csv: column 'timestamp' .*seconds instead of ms.*'1430000000'",
+    ):
+        E.export(raw, tmp_path / "out", cutoff=CUTOFF)
+
+
+# A log of the 1990s: the tiny case with every time stretched (1 ms -> 100 s) and moved so that its
+# cutoff falls on 1998-06-01 00:00 UTC; the log ends on 1998-06-03, before 2000.
+OLD_CUTOFF_MS = 896_659_200_000  # 1998-06-01 00:00:00 UTC
+assert OLD_CUTOFF_MS > E.MIN_TS_MS  # ms after 1973-03-03 are at least 1e11
+
+
+def _to_1998(ts: int) -> int:
+    return OLD_CUTOFF_MS + (ts - CUTOFF) * 100_000
+
+
+def test_a_log_before_2000_exports_like_a_recent_one(tmp_path, tiny_export, capsys):
+    from pipeline import cli
+
+    events = [(_to_1998(t), *rest) for t, *rest in EVENTS]
+    props = [(_to_1998(t), *rest) for t, *rest in PROPS]
+    assert max(t for t, *_ in events) < 946_684_800_000  # 2000-01-01
+    raw = make_raw(tmp_path, events=events, props=props)
+    argv = ["export", "--raw", str(raw), "--out", str(tmp_path / "out"), "--history-length", "5"]
+    assert cli.main([*argv, "--cutoff", "1998-06-01"]) == 0  # the CLI's date parsing
+    assert "cutoff 1998-06-01T00:00:00+00:00: train 4 events" in capsys.readouterr().out
+    summary = E.read_summary(tmp_path / "out")
+    assert summary["params"]["cutoff_ms"] == OLD_CUTOFF_MS == E.parse_cutoff("1998-06-01")
+    assert summary["split"]["events_range"][1].startswith("1998-06-03")
+    # The same rows as the 2015 export, at the moved times (recent popularity counts days: its
+    # window covers other events once times are stretched).
+    recent, _ = tiny_export
+    moved = (F.TIMESTAMP, F.USER_LAST_TIMESTAMP)
+    for split, name in (
+        (F.TRAIN_SPLIT, F.INTERACTIONS_FILE),
+        (F.EVAL_SPLIT, F.INTERACTIONS_FILE),
+        (F.ITEMS_SPLIT, F.ITEMS_FILE),
+    ):
+        new_rows = read_rows(tmp_path / "out" / split / name)
+        old_rows = read_rows(recent / split / name)
+        assert len(new_rows) == len(old_rows) > 0
+        for new, old in zip(new_rows, old_rows, strict=True):
+            for column, value in old.items():
+                if column in moved and value != "0":
+                    assert int(new[column]) == _to_1998(int(value)), column
+                elif column != F.ITEM_POP_RECENT:
+                    assert new[column] == value, column
+
+
+@pytest.mark.parametrize(
+    ("cutoff", "expected"),
+    [
+        ("1998-06-01", OLD_CUTOFF_MS),
+        ("1998-06-01T12:00:00+02:00", OLD_CUTOFF_MS + 10 * 3_600_000),
+        (OLD_CUTOFF_MS, OLD_CUTOFF_MS),
+        (str(OLD_CUTOFF_MS), OLD_CUTOFF_MS),
+        ("1985-01-01", 473_385_600_000),
+    ],
+)
+def test_cutoffs_of_any_year_parse(cutoff, expected):
+    assert E.parse_cutoff(cutoff) == expected
+
+
+@pytest.mark.parametrize("cutoff", [896_659_200, "896659200", 10**15, "1st of June"])
+def test_cutoff_in_seconds_or_not_a_date_is_refused(cutoff):
+    with pytest.raises(E.ExportError, match=r"--cutoff: .*(seconds instead of ms|not a date)"):
+        E.parse_cutoff(cutoff)
 
 
 def test_float_ids_and_rounded_timestamps_are_accepted(tmp_path):

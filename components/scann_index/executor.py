@@ -23,7 +23,7 @@ from tfx.utils import path_utils
 from components import artifacts, examples_io, scoring
 from components.scann_index import index, speed
 from components.scann_index import serving as scann_serving
-from modules import constants, memory, ranking, row_counts, serving
+from modules import constants, memory, progress, ranking, row_counts, serving
 from modules import features as F
 
 COMPONENT = "ScannIndex"
@@ -78,6 +78,14 @@ def build_index(
         vectors, queries, k=k, target_recall=target_recall, grid=grid, threads=threads
     )
     point = next(p for p in curve if p["config"] == chosen)
+    progress.report(
+        "%d configurations tried; chose %s: Recall@%d vs exact %.4f at cost %.0f per query",
+        len(curve),
+        index.describe(chosen),
+        k,
+        point["recall_vs_exact"],
+        point["cost"],
+    )
     timing = dict(repeats=repeats, single_queries=single_queries, min_seconds=min_seconds)
     scann = speed.scann_speed(vectors, queries, chosen, k, threads=threads, **timing)
     exact = speed.exact_speeds(vectors, queries, k, **timing)
