@@ -23,7 +23,16 @@ from pipeline import local_runner
 
 pytestmark = pytest.mark.slow
 
-SETTINGS = {"epochs": 1, "embedding_dim": 16, "hidden_dim": 32, "batch_size": 256, "top_k": 5}
+# A low query floor so that the tiny log's validation window (69 queries) is used: the validated
+# fit, the boost calibration and the refit all run through the TFX Trainer.
+SETTINGS = {
+    "epochs": 2,
+    "embedding_dim": 16,
+    "hidden_dim": 32,
+    "batch_size": 256,
+    "top_k": 5,
+    "validation_min_queries": 20,
+}
 
 
 def _pipeline(export_dir: Path, root: Path):
@@ -106,14 +115,16 @@ def test_trainer_exports_a_model_that_ranks_catalogue_items(trained_by_tfx):
 def test_trainer_writes_its_summary(trained_by_tfx):
     _, _, run_dir = trained_by_tfx
     summary = json.loads((run_dir / trainer.SUMMARY_FILE).read_text())
-    assert summary["settings"]["epochs"] == 1 and summary["n_examples"] > 0
-    assert len(summary["losses"]) == 1 and np.isfinite(summary["losses"][0])
-    # The tiny log's validation window is too small to choose on: fixed epochs, no refit.
+    assert summary["settings"]["epochs"] == 2 and summary["n_examples"] > 0
+    assert np.isfinite(summary["losses"]).all()
+    # The epoch count and the boost were chosen on the window, then the model was refit.
     validation = summary["validation"]
     assert validation["window_start_ms"] < validation["window_end_ms"]
     assert validation["window_end"].startswith("2015-07-31")  # the last train event, in ISO
-    assert validation["window_queries"] < 100
-    assert not validation["validated"] and not validation["refit"] and validation["epochs"] == 1
+    assert 20 <= validation["window_queries"] < 100
+    assert validation["validated"] is True and validation["refit"] is True
+    assert 1 <= validation["epochs"] <= 2 and len(summary["losses"]) == validation["epochs"]
+    assert str(float(validation["repeat_boost"])) in validation["boost_recalls"]
 
 
 def test_split_patterns_swap_the_split_folder():

@@ -219,7 +219,7 @@ def train(
         "window_queries": window.n_queries,
         "fit_examples": int(fit_rows.sum()),
     }
-    validated = (
+    validated = bool(
         float(cfg["validation_days"]) > 0
         and window.n_queries >= int(cfg["validation_min_queries"])
         and fit_rows.any()
