@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from components.baselines import baselines
+from components.baselines import baselines, factorised
 from modules import ranking
 
 A, B, C, D, E = 10, 20, 30, 40, 50
@@ -223,13 +223,13 @@ def test_svd_arpack_and_dense_reconstructions_agree(monkeypatch):
     matrix = baselines.build_train_matrix(
         rng.integers(0, 120, 900), rng.integers(0, 80, 900), np.arange(900)
     ).seen
-    users, items = baselines.svd_factors(matrix)  # dense path (small)
-    monkeypatch.setattr(baselines, "_DENSE_SVD_MAX_CELLS", 0)
-    users_arpack, items_arpack = baselines.svd_factors(matrix)
+    users, items = factorised.svd_factors(matrix)  # dense path (small)
+    monkeypatch.setattr(factorised, "_DENSE_SVD_MAX_CELLS", 0)
+    users_arpack, items_arpack = factorised.svd_factors(matrix)
     assert users.shape[1] == 50
     np.testing.assert_allclose(users @ items, users_arpack @ items_arpack, atol=1e-8)
     # Same seed, same start vector: bit-for-bit the same factors on a second call.
-    again_users, again_items = baselines.svd_factors(matrix)
+    again_users, again_items = factorised.svd_factors(matrix)
     assert np.array_equal(users_arpack @ items_arpack, again_users @ again_items)
 
 
@@ -244,7 +244,7 @@ def test_pruned_factorised_top_k_equals_scoring_everything():
     item_ids = np.sort(rng.permutation(5000)[:700])
     exclude = (rng.random((60, 700)) < 0.05).astype(float)
     for mask in (None, sp.csr_matrix(exclude)):
-        got = baselines._top_k_factorised(users, items, item_ids, 10, mask, head_items=16)
+        got = factorised._top_k_factorised(users, items, item_ids, 10, mask, head_items=16)
         expected = ranking.top_k_items(users @ items, item_ids, 10, exclude=mask)
         assert np.array_equal(got, expected)
 
@@ -260,12 +260,12 @@ def test_pruned_factorised_top_k_merges_unscored_items_into_the_near_zero_class(
     items[:, 10:] *= np.geomspace(1e-11, 1e-13, 690)
     item_ids = np.sort(rng.permutation(5000)[:700])
     merged = []
-    join = baselines._join_straddling_class
+    join = factorised._join_straddling_class
     monkeypatch.setattr(
-        baselines, "_join_straddling_class", lambda *a: merged.append(1) or join(*a)
+        factorised, "_join_straddling_class", lambda *a: merged.append(1) or join(*a)
     )
     for mask in (None, sp.csr_matrix(rng.random((8, 700)) < 0.2)):
-        got = baselines._top_k_factorised(users, items, item_ids, 20, mask, head_items=16)
+        got = factorised._top_k_factorised(users, items, item_ids, 20, mask, head_items=16)
         expected = ranking.top_k_items(users @ items, item_ids, 20, exclude=mask)
         assert np.array_equal(got, expected)
     assert merged  # the shortcut was taken, not only the full-catalogue fallback
