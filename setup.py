@@ -7,7 +7,9 @@ setup(
     version="0.1.0",
     description="TFX two-tower retrieval recommender for RetailRocket-format e-commerce logs",
     python_requires=">=3.9,<3.11",
-    packages=find_packages(include=["pipeline*", "components*", "modules*", "data*", "reporting*"]),
+    packages=find_packages(
+        include=["pipeline*", "components*", "modules*", "data*", "reporting*", "retailrec*"]
+    ),
     package_data={"": ["*.pbtxt", "*.json"]},
     include_package_data=True,
     # The pinned, tested set lives in requirements.lock (installed by `make setup`); these are the

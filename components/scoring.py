@@ -237,24 +237,3 @@ def score_model(
     values, ranks = metrics.report(lists, queries, n_train_items)
     read = {TRAIN_EVENTS: int(train[F.ITEM_ID].size), EVAL_QUERIES: int(targets.size)}
     return Scored(values, metrics.recall_curve(lists, targets), read, ranks, queries)
-
-
-def evaluate_model(
-    model_dir: str,
-    examples_uri: str,
-    *,
-    exclude_seen: bool,
-    train_split: str,
-    eval_split: str,
-    exact_vectors: bool = False,
-) -> tuple[dict, np.ndarray, dict[str, int]]:
-    """`score_model` as (metrics, recall curve for K = 1..50, rows read)."""
-    scored = score_model(
-        model_dir,
-        examples_uri,
-        exclude_seen=exclude_seen,
-        train_split=train_split,
-        eval_split=eval_split,
-        exact_vectors=exact_vectors,
-    )
-    return scored.metrics, scored.curve, scored.read

@@ -15,6 +15,8 @@ from tfx.proto import example_gen_pb2, transform_pb2
 from components.baselines.baselines import BASELINE_NAMES
 from components.baselines.component import Baselines
 from components.csv_example_gen.component import CsvExampleGen
+from components.curated_schema.component import ImportCuratedSchema
+from components.export.component import Export, raw_importer
 from components.pusher.component import Pusher
 from components.retrieval_evaluator.component import RetrievalEvaluator
 from components.scann_index.component import ScannIndex
@@ -30,6 +32,8 @@ SCANN_INDEX = "ScannIndex"
 EVALUATOR = "RetrievalEvaluator"
 PUSHER = "Pusher"
 SCANN_PUSHER = "ScannPusher"
+EXPORT = "Export"
+CURATED_SCHEMA_IMPORTER = "CuratedSchemaImporter"
 
 PREPROCESSING_FN = "modules.transform.preprocessing_fn"
 RUN_FN = "modules.trainer.run_fn"
@@ -54,6 +58,8 @@ def create_pipeline(
     schema_path: str,
     serving_dir: str,
     *,
+    raw_dir: str | None = None,
+    export_config: dict[str, Any] | None = None,
     baselines: list[str] | tuple[str, ...] = BASELINE_NAMES,
     exclude_seen: bool = False,
     training_config: dict[str, Any] | None = None,
@@ -69,10 +75,17 @@ def create_pipeline(
     Args:
       pipeline_name: name recorded in ML Metadata.
       pipeline_root: where artifacts are written (a local folder or ``gs://``).
-      export_dir: the export folder (``train/``, ``eval/``, ``items/`` CSVs).
-      schema_path: the curated schema (``schema/schema.pbtxt``).
+      export_dir: the export folder (``train/``, ``eval/``, ``items/`` CSVs); with ``raw_dir``
+        the pipeline's Export step writes it, otherwise it must hold an export already.
+      schema_path: the curated schema: a path relative to the project root (read where the
+        pipeline's code runs, e.g. inside the image), an absolute path or a ``gs://`` URI.
       serving_dir: base folder of pushed models (``<serving_dir>/retailrec/<version>/``, and the
         ScaNN variant in ``<serving_dir>/retailrec_scann/<version>/``).
+      raw_dir: when given, the DAG starts from this RetailRocket raw folder (local or ``gs://``):
+        an Importer records it and an Export step exports it into ``export_dir`` (reusing an
+        identical export there) before CsvExampleGen.
+      export_config: ``components.export.component.Export`` parameters (cutoff, sample_items,
+        sample_seed, history_length, min_coverage); only with ``raw_dir``.
       baselines: baseline names the Baselines component runs (empty: no Baselines component, and
         the gate then has no baseline bar).
       exclude_seen: drop items a visitor had in train from every model's list (DESIGN 5).
@@ -90,6 +103,18 @@ def create_pipeline(
       The pipeline, ready for any TFX runner.
     """
     training_config = dict(training_config or {})
+    components: list[Any] = []
+    export = None
+    if raw_dir:
+        # A Vertex user uploads the raw files and submits one pipeline: the export runs inside
+        # it, and ML Metadata lineage starts at the raw folder. CsvExampleGen and the gate read
+        # its folder (a constant: TFX 1.16 compiles an upstream output used as a parameter to a
+        # task name that does not exist, "Export_task"), so they run after it.
+        raw = raw_importer(raw_dir)
+        export = Export(
+            raw=raw.outputs["result"], export_dir=export_dir, **(export_config or {})
+        ).with_id(EXPORT)
+        components += [raw, export]
     # The export's time split becomes the ExampleGen splits, so every model sees the same protocol;
     # the catalogue (cold items included) rides along as a third split for the Trainer.
     # TFX's FileBasedExampleGen with an Arrow CSV executor: the examples CsvExampleGen would write,
@@ -104,10 +129,9 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
     )
     # The curated schema (domains, presence, drift) is imported; SchemaGen adds this data's
-    # numeric property columns to it, and any other unexpected column becomes an anomaly.
-    curated_schema = tfx.components.ImportSchemaGen(schema_file=schema_path).with_id(
-        "CuratedSchemaImporter"
-    )
+    # numeric property columns to it, and any other unexpected column becomes an anomaly. It is
+    # read where the code runs (the image on Vertex), so no path of the compiling machine.
+    curated_schema = ImportCuratedSchema(schema_file=schema_path).with_id(CURATED_SCHEMA_IMPORTER)
     curate_schema = CurateSchema(
         curated_schema=curated_schema.outputs["schema"],
         inferred_schema=schema_gen.outputs["schema"],
@@ -128,9 +152,12 @@ def create_pipeline(
         schema=curate_schema.outputs["schema"],
         export_dir=export_dir,
     ).with_id(VALIDATION_GATE)
+    if export is not None:
+        example_gen.add_upstream_node(export)
+        validation_gate.add_upstream_node(export)
     validated_schema = validation_gate.outputs["validated_schema"]
     verified_counts = validation_gate.outputs["counts"]
-    components = [
+    components += [
         example_gen,
         statistics_gen,
         schema_gen,

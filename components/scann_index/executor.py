@@ -3,7 +3,7 @@
 ``build_index`` does the work on plain paths (choose the configuration on held-out queries by
 recall and cost, time it and exact search, export the ScaNN SavedModel, check the served lists);
 ``Executor.Do`` maps artifacts to those paths, also scores the served model on the eval split
-exactly like the RetrievalEvaluator does (``scoring.evaluate_model``: same lists, same
+exactly like the RetrievalEvaluator does (``scoring.score_model``: same lists, same
 ``modules.metrics``) and writes ``ann.json`` through ``components.artifacts``.
 """
 
@@ -189,15 +189,18 @@ class Executor(base_executor.BaseExecutor):
             out_dir,
             target_recall=float(exec_properties["target_recall"]),
         )
-        scores, curve, read = scoring.evaluate_model(
+        scored = scoring.score_model(
             out_dir,
             examples.uri,
             exclude_seen=bool(exec_properties["exclude_seen"]),
             train_split=exec_properties["train_split"],
             eval_split=exec_properties["eval_split"],
         )
+        scores, curve = scored.metrics, scored.curve
         payload[artifacts.SCANN_MODEL_ENTRY] = scores
-        payload[row_counts.CHECKS_KEY] = read_checks(input_dict, exec_properties, payload, read)
+        payload[row_counts.CHECKS_KEY] = read_checks(
+            input_dict, exec_properties, payload, scored.read
+        )
         payload[f"{artifacts.SCANN_MODEL_ENTRY}_recall_curve"] = [float(x) for x in curve]
         logging.info("ScaNN model on %s: %s", exec_properties["eval_split"], scores)
         artifacts.write_ann(metrics, payload)
