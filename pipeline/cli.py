@@ -10,6 +10,9 @@ import os
 
 # TFRS, TFMA and TFX 1.16 need Keras 2: this must be set before TensorFlow is first imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# TensorFlow reads its C++ log level once, at its first import; `main` sets it per command and -v
+# (see _set_verbosity) unless the user did. Importing this module alone keeps C++ errors only.
+_USER_TF_CPP_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
@@ -84,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", required=True)
     run.add_argument("--epochs", type=int, default=None, help="training epochs of the two-tower")
     run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training setting (modules/training.py settings, e.g. seed=1, learning_rate=0.001; "
+        "VALUE is read as JSON when it parses, else as a string); repeatable",
+    )
+    run.add_argument(
         "--min-recall",
         type=float,
         default=constants.MIN_RECALL_AT_50,
@@ -139,6 +150,11 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--config", help="JSON file with any of the settings below (flags win)")
     for name in ("project", "region", "image", "pipeline-root", "export-dir", "temp-location"):
         comp.add_argument(f"--{name}")
+    comp.add_argument(
+        "--raw-dir",
+        help="gs:// folder of the uploaded raw RetailRocket files: the pipeline's first step "
+        "exports them (into --export-dir, default PIPELINE_ROOT/export)",
+    )
     comp.add_argument("--max-workers", type=int)
     comp.add_argument("--machine-type")
     comp.add_argument("--schema-path")
@@ -149,6 +165,23 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--training-accelerator-type", help="e.g. NVIDIA_TESLA_T4")
     comp.add_argument("--training-accelerator-count", type=int)
     comp.add_argument("--exclude-seen", action="store_true")
+    comp.add_argument("--epochs", type=int, default=None, help="training epochs of the two-tower")
+    comp.add_argument("--min-recall", type=float, default=constants.MIN_RECALL_AT_50)
+    comp.add_argument("--no-baselines", action="store_true")
+    _add_export_args(comp)
+    comp.add_argument(
+        "--check",
+        action="store_true",
+        help="then run the spec's tasks here as Vertex would (local root, tiny generated data)",
+    )
+    comp.add_argument(
+        "--check-only",
+        action="store_true",
+        help="only run --check on the spec already at --out (compiled elsewhere)",
+    )
+    comp.add_argument(
+        "--check-dir", help="the check's local storage and logs (default: a temporary folder)"
+    )
     return parser
 
 
@@ -206,11 +239,37 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def training_settings(pairs: list[str]) -> dict:
+    """``--set KEY=VALUE`` flags as a dict; VALUE as JSON when it parses (1, 0.5, true), else text.
+
+    Raises:
+      RetailrecError: a flag without ``=`` or a key that is not a training setting.
+    """
+    from modules import training
+
+    known = training.settings()
+    out: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in known:
+            raise RetailrecError(
+                f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(known))}"
+            )
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def _pipeline_kwargs(args: argparse.Namespace) -> dict:
     """create_pipeline keyword arguments from the ``run`` flags."""
     kwargs: dict = {"exclude_seen": args.exclude_seen, "min_recall": args.min_recall}
+    config = training_settings(args.set)
     if args.epochs is not None:
-        kwargs["training_config"] = {"epochs": args.epochs}
+        config["epochs"] = args.epochs
+    if config:
+        kwargs["training_config"] = config
     if args.no_baselines:
         kwargs["baselines"] = ()
     return kwargs
@@ -267,9 +326,7 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
         nodes = results.latest_run(results.open_store(where["metadata"]), configs.PIPELINE_NAME)
         run = results.collect(nodes, summary, exclude_seen=args.exclude_seen)
         results.write_json(where["metrics"], run.metrics)
-        page = report.build_html(
-            run.metrics, summary, run.curves, run.lineage, run.gate_reasons, run.ann_curve
-        )
+        page = report.build_html(run, summary, str(out))
         report.write(where["report"], page)
     states = sorted({r.state for r in nodes.values()})
     counts = ", ".join(f"{sum(r.state == s for r in nodes.values())} {s}" for s in states)
@@ -351,12 +408,15 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _cmd_compile(args: argparse.Namespace) -> int:
     from pipeline import vertex_runner
 
+    if args.check_only:
+        return _check_spec(args.out, args.check_dir)
     settings = json.loads(Path(args.config).read_text()) if args.config else {}
     for name in (
         "project",
         "region",
         "image",
         "pipeline_root",
+        "raw_dir",
         "export_dir",
         "temp_location",
         "max_workers",
@@ -373,18 +433,80 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         vertex.validate()
     except (TypeError, ValueError) as err:
         raise RetailrecError(f"compile: {err}") from err
-    vertex_runner.compile_pipeline(vertex, args.out, exclude_seen=args.exclude_seen)
+    export_config = {
+        "cutoff": args.cutoff,
+        "sample_items": args.sample_items,
+        "sample_seed": args.sample_seed,
+        "history_length": args.history_length,
+        "min_coverage": args.min_coverage,
+    }
+    kwargs = {**_pipeline_kwargs(args), "export_config": export_config}
+    try:
+        vertex_runner.compile_pipeline(vertex, args.out, **kwargs)
+    except ValueError as err:
+        raise RetailrecError(f"compile: {err}") from err
     print(f"pipeline spec written: {args.out}")
+    return _check_spec(args.out, args.check_dir) if args.check else 0
+
+
+def _check_spec(spec: str, check_dir: str | None) -> int:
+    """Runs a compiled spec's tasks here as Vertex would (``pipeline/vertex_check.py``)."""
+    import shutil
+    import tempfile
+
+    from pipeline import vertex_check
+
+    work = check_dir or tempfile.mkdtemp(prefix="retailrec-vertex-check-")
+    print(f"[check] running {spec} as Vertex would, storage and logs under {work}", flush=True)
+    # A failed task raises a CheckError naming its log: the folder stays for the post-mortem.
+    result = vertex_check.check(spec, work, log=lambda line: print(line, flush=True))
+    print(result.summary())
+    if check_dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+        print("[check] the temporary folder is removed; keep it with --check-dir")
+    if not result.pushed:
+        print(
+            "[check] every task ran, but the gate refused the model trained on the check's tiny "
+            "data, so nothing was pushed; a spec compiled with --no-baselines --min-recall 0 "
+            "clears the gate on it"
+        )
+        return EXIT_NOT_BLESSED
     return 0
+
+
+# Libraries whose Python logging is only shown with -v (their warnings are not the command's output).
+_LIBRARY_LOGGERS = ("absl", "tensorflow", "apache_beam", "tfx", "ml_metadata", "h5py", "jax")
+
+
+def _set_verbosity(command: str, verbose: bool, owns_process: bool) -> None:
+    """Every command prints only its own output, unless -v.
+
+    Without -v, TensorFlow's C++ log lines are dropped (the cuDNN/cuBLAS/cuFFT factory registration
+    messages are logged at ERROR level, so TF_CPP_MIN_LOG_LEVEL=3), and so are the libraries'
+    Python warnings and their log records below ERROR. ``run`` keeps C++ errors and the libraries'
+    warnings: while the pipeline runs, they go to OUTPUT/logs/run.log, not to the terminal
+    (``progress.pipeline_logging``). With -v everything is shown. The warning filters and library
+    log levels are process-wide: they are set only when ``main`` runs as the program
+    (``owns_process``), so that callers of ``main`` in the same process (tests) keep their own.
+    """
+    if _USER_TF_CPP_LOG_LEVEL is None:
+        level = "0" if verbose else "2" if command == "run" else "3"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = level
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if verbose or command == "run" or not owns_process:
+        return
+    warnings.simplefilter("ignore")  # deprecation and version notices of the libraries
+    for name in _LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``retailrec`` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _set_verbosity(args.command, args.verbose, owns_process=argv is None)
     commands = {
         "generate": _cmd_generate,
         "export": _cmd_export,
@@ -394,12 +516,29 @@ def main(argv: list[str] | None = None) -> int:
         "recommend": _cmd_recommend,
     }
     try:
-        return commands[args.command](args)
+        code = commands[args.command](args)
     except RetailrecError as err:  # bad input: the message names the file, column and value
         if args.verbose:
             logging.exception("retailrec %s failed", args.command)
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        code = EXIT_BAD_INPUT
+    if argv is None and args.command == "recommend":
+        _exit_without_teardown(code)
+    return code
+
+
+def _exit_without_teardown(code: int) -> None:
+    """Ends a one-shot ``recommend`` process at once.
+
+    Tearing down TensorFlow and the loaded SavedModel at interpreter exit takes about 1 s (a fifth
+    of the command's time) after the answer is printed; ``recommend`` writes no file, so once its
+    output is flushed there is nothing left to finish. Only when run as a program (``argv`` None):
+    callers of ``main`` in the same process get the exit status back.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
