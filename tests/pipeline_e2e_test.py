@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -244,3 +245,32 @@ def test_pushed_model_serves_rest_instances_with_tensorflow_only(tiny_run):
     assert len(ids) == 2 and len(ids[0]) == len(out["scores"][0]) > 0
     assert set(ids[0]) <= catalogue and set(ids[1]) <= catalogue
     assert out["scores"][0] == sorted(out["scores"][0], reverse=True)
+
+
+def test_gate_blesses_a_retrain_and_refuses_a_crippled_model(tiny_run, tmp_path, capsys):
+    """Against the latest blessed model the gate refuses only what is worse beyond noise.
+
+    A copy of tiny_run's output (its ML Metadata still points at tiny_run's artifacts, which the
+    reruns only read) is retrained twice: with another seed (same data, same skill: blessed even
+    if its Recall@50 is a little lower) and with a learning rate of 0 (an untrained model: its
+    paired interval of the difference lies below zero, so it is refused).
+    """
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run.where["output"], out, ignore=shutil.ignore_patterns("*.lock"))
+    argv = list(tiny_run.argv)
+    argv[argv.index("--output") + 1] = str(out)
+
+    capsys.readouterr()
+    assert cli.main([*argv, "--set", "seed=1"]) == 0
+    retrain = capsys.readouterr().out
+    line = next(x for x in retrain.splitlines() if "latest blessed model's" in x)
+    assert line.startswith("[gate] PASS") and "95% CI" in line, line
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "two_tower_vs_latest_blessed" in metrics["comparisons"]
+
+    assert cli.main([*argv, "--set", "seed=2", "--set", "learning_rate=0"]) == cli.EXIT_NOT_BLESSED
+    crippled = capsys.readouterr().out
+    line = next(x for x in crippled.splitlines() if "latest blessed model's" in x)
+    assert line.startswith("[gate] FAIL"), line
+    comparison = json.loads((out / "metrics.json").read_text())["comparisons"]
+    assert comparison["two_tower_vs_latest_blessed"]["diff_ci"][1] < 0
