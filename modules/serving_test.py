@@ -39,7 +39,12 @@ def exported(tmp_path_factory):
     items = read(F.ITEMS_SPLIT, F.ITEMS_FILE)
     tft_output = testing.analyze(train, str(root / "transform"))
     trained = training.train(train, items, tft_output, SETTINGS)
-    model_dir = serving.export(trained, tft_output, str(root / "model"), top_k=TOP_K)
+    available = serving.align_availability(
+        trained.catalogue_ids, items[F.ITEM_ID], items[F.AVAILABLE]
+    )
+    model_dir = serving.export(
+        trained, tft_output, str(root / "model"), top_k=TOP_K, available=available
+    )
     return {
         "root": root,
         "model_dir": model_dir,
@@ -47,6 +52,7 @@ def exported(tmp_path_factory):
         "tft_output": tft_output,
         "queries": queries,
         "items": items,
+        "available": available,
     }
 
 
@@ -97,8 +103,17 @@ _CLIENT = textwrap.dedent(
     examples = tf.constant([bytes.fromhex(h) for h in request["examples"]])
     evaluated = model.signatures["serve_tf_examples"](examples=examples)
     catalogue = model.signatures["catalogue"]()
+    # {"signature_name": "serving_filtered", "instances": [...]}: each input from the instances.
+    body = request["filtered"]
+    fn = model.signatures[body["signature_name"]]
+    filtered = fn(**{name: tf.constant([inst[name] for inst in body["instances"]], dtype=spec.dtype)
+                     for name, spec in fn.structured_input_signature[1].items()})
     loaded = sorted(m.split(".")[0] for m in sys.modules)
     json.dump({
+        "filtered_ids": filtered["item_ids"].numpy().tolist(),
+        "filtered_scores": filtered["scores"].numpy().tolist(),
+        "filtered_inputs": sorted(fn.structured_input_signature[1]),
+        "catalogue_available": catalogue["available"].numpy().tolist(),
         "item_ids": out["item_ids"].numpy().tolist(),
         "scores": out["scores"].numpy().tolist(),
         "classes": evaluated["classes"].numpy().tolist(),
@@ -136,6 +151,28 @@ def _odd_requests(first: dict, catalogue_ids: list[int]) -> dict[str, dict]:
     }
 
 
+def _exclusions(exported, n: int) -> list[tuple[str, int]]:
+    """(exclude, available_only) of each filtered request, by row: every combination.
+
+    The excluded ids are catalogue items spread over the catalogue, the first row's history
+    items (whose repeat bonus would rank them high), an unknown id and a junk token.
+    """
+    ids = exported["trained"].catalogue_ids
+    history = exported["queries"][F.HISTORY][0].split()[:3]
+    spread = [str(i) for i in ids[:: max(1, len(ids) // 7)]]
+    exclude = " ".join([*history, *spread, "999999999999", "x-1"])
+    cases = [(exclude, 0), ("", 1), (exclude, 1), ("", 0)]
+    return [cases[i % len(cases)] for i in range(n)]
+
+
+def _filtered_instances(exported, instances: list[dict]) -> list[dict]:
+    cases = _exclusions(exported, len(instances))
+    return [
+        {**inst, serving.EXCLUDE: exclude, serving.AVAILABLE_ONLY: only}
+        for inst, (exclude, only) in zip(instances, cases, strict=True)
+    ]
+
+
 @pytest.fixture(scope="module")
 def served(exported):
     rows = list(range(min(20, len(exported["queries"][F.ITEM_ID]))))
@@ -145,6 +182,10 @@ def served(exported):
     request = {
         "instances": instances,
         "examples": [x.hex() for x in _serialized(exported["queries"], rows)],
+        "filtered": {
+            "signature_name": serving.FILTERED_SIGNATURE,
+            "instances": _filtered_instances(exported, instances[: len(rows)]),
+        },
     }
     root = exported["root"]
     (root / "request.json").write_text(json.dumps(request))
@@ -235,3 +276,93 @@ def test_history_whitespace_does_not_matter(served):
     _, response = served
     ids = response["odd_item_ids"]
     assert ids["extra_spaces"] == ids["single_spaces"]
+
+
+def test_filtered_signature_takes_the_request_columns_and_the_exclusions(served, exported):
+    _, response = served
+    assert response["filtered_inputs"] == sorted(serving.FILTERED_REQUEST_COLUMNS)
+    assert response["filtered_inputs"] == sorted(
+        [*serving.REQUEST_COLUMNS, serving.EXCLUDE, serving.AVAILABLE_ONLY]
+    )
+    # The catalogue's availability, stored in catalogue row order.
+    assert response["catalogue_available"] == exported["available"].tolist()
+
+
+def test_filtered_lists_are_the_offline_lists_of_the_eligible_items(served, exported):
+    """No excluded or (when asked) unavailable item; K items; the offline order of the rest."""
+    rows, response = served
+    queries = {name: values[rows] for name, values in exported["queries"].items()}
+    offline = O.score_queries(exported["trained"], exported["tft_output"], queries)
+    ids = exported["trained"].catalogue_ids
+    available = exported["available"]
+    got_ids, got_scores = np.array(response["filtered_ids"]), np.array(response["filtered_scores"])
+    assert got_ids.shape == (len(rows), TOP_K)
+    changed = 0  # requests whose unfiltered list held a dropped item
+    for b, (exclude, only) in enumerate(_exclusions(exported, len(rows))):
+        dropped = {int(t) for t in exclude.split() if t.isdigit()}
+        eligible = ~np.isin(ids, list(dropped))
+        if only:
+            eligible &= available != serving.NOT_AVAILABLE
+        scores = np.where(eligible, offline[b], -np.inf)
+        best = np.argsort(-scores, kind="stable")[:TOP_K]
+        assert eligible.sum() >= TOP_K  # the tiny catalogue has enough: no padding
+        np.testing.assert_array_equal(got_ids[b], ids[best])
+        np.testing.assert_allclose(got_scores[b], scores[best], rtol=1e-4, atol=1e-4)
+        assert not dropped & set(got_ids[b].tolist())
+        if only:
+            row_of = {int(i): r for r, i in enumerate(ids)}
+            assert all(available[row_of[i]] != serving.NOT_AVAILABLE for i in got_ids[b])
+        if not exclude and not only:
+            assert got_ids[b].tolist() == response["item_ids"][b]
+        changed += got_ids[b].tolist() != response["item_ids"][b]
+    # The filters did bite (the tiny catalogue has unavailable items among the top ones).
+    assert (available == serving.NOT_AVAILABLE).any() and changed >= len(rows) // 2
+
+
+def test_excluded_rows_by_hand():
+    catalogue = tf.constant([3, 10, 11, 40], tf.int64)
+    rows = serving.excluded_rows(
+        tf.constant(["11 3", "", " 40  junk 7 -3 10 99999999999999999999 ", "10 10"]), catalogue
+    )
+    # 11 -> row 2, 3 -> row 0; junk, 7 (not in the catalogue), -3 and an overflowing number: -1.
+    assert rows.numpy().tolist() == [
+        [2, 0, -1, -1, -1, -1],
+        [-1] * 6,
+        [3, -1, -1, -1, 1, -1],
+        [1, 1, -1, -1, -1, -1],
+    ]
+
+
+def test_eligible_mask_and_rows_agree_by_hand():
+    available = tf.constant([1, 0, -1, 0], tf.int64)  # row 1 and 3 unavailable, row 2 unknown
+    excluded = tf.constant([[2, -1], [-1, -1], [3, 3]], tf.int64)
+    only = tf.constant([False, True, True])
+    mask = serving.eligible_mask(excluded, available, only).numpy()
+    # Request 0: row 2 excluded, unavailable kept; 1: unavailable rows dropped, unknown kept;
+    # 2: both, row 3 twice.
+    assert mask.tolist() == [
+        [True, True, False, True],
+        [True, False, True, False],
+        [True, False, True, False],
+    ]
+    candidates = tf.constant([[0, 1, 2, 3, -1], [3, 2, 1, 0, -1], [-1, 3, 0, 2, 1]], tf.int64)
+    by_row = serving.eligible_rows(candidates, excluded, available, only).numpy()
+    expected = np.take_along_axis(mask, np.maximum(candidates.numpy(), 0), axis=1)
+    np.testing.assert_array_equal(by_row, expected & (candidates.numpy() >= 0))
+
+
+def test_filtered_top_k_pads_when_too_few_items_are_eligible():
+    scores = tf.constant([[0.5, 2.0, 1.0, 2.0]])
+    eligible = tf.constant([[True, True, False, True]])
+    ids, best = serving.filtered_top_k(scores, eligible, tf.constant([5, 6, 7, 8], tf.int64), 4)
+    # Equal scores 2.0: the lower row (id 6) first; row 2 (id 7) is not eligible: a -1 slot.
+    assert ids.numpy().tolist() == [[6, 8, 5, -1]]
+    assert best.numpy().tolist() == [[2.0, 2.0, 0.5, -np.inf]]
+
+
+def test_align_availability_by_hand():
+    catalogue = np.array([2, 5, 9, 12], np.int64)
+    # items.csv order; 12 is missing from the columns, 77 is not a catalogue item.
+    out = serving.align_availability(catalogue, np.array([9, 2, 77, 5]), np.array([0, 1, 1, -1]))
+    assert out.tolist() == [1, -1, 0, -1]
+    assert serving.align_availability(catalogue, np.array([2]), None).tolist() == [-1] * 4

@@ -103,7 +103,12 @@ def run_fn(fn_args: Any) -> None:
 
     trained = training.train(train_columns, item_columns, tft_output, custom_config)
     top_k = int(trained.settings["top_k"])
-    serving.export(trained, tft_output, fn_args.serving_model_dir, top_k=top_k)
+    # The catalogue's availability at the cutoff, in catalogue row order: serving_filtered's
+    # available_only drops the items that were unavailable.
+    available = serving.align_availability(
+        trained.catalogue_ids, item_columns[F.ITEM_ID], item_columns.get(F.AVAILABLE)
+    )
+    serving.export(trained, tft_output, fn_args.serving_model_dir, top_k=top_k, available=available)
 
     summary = {
         "settings": trained.settings,

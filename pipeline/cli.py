@@ -137,6 +137,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--k", type=int, default=10)
     rec.add_argument("--export", help="the export folder (default: OUTPUT/export beside the model)")
+    rec.add_argument("--exclude", help="ITEM,ITEM,... never to recommend (e.g. the cart)")
+    rec.add_argument(
+        "--available-only",
+        action="store_true",
+        help="drop items unavailable at the cutoff (unknown availability counts as available)",
+    )
 
     stats = sub.add_parser("stats", help="HTML page of a run's TFDV statistics and anomalies")
     stats.add_argument("--output", required=True, help="the output folder of `retailrec run`")
@@ -365,6 +371,14 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
     return EXIT_NOT_BLESSED
 
 
+def _item_list(flag: str, text: str) -> list[int]:
+    """``ITEM,ITEM,...`` -> item ids; a bad one is a one-line error naming the flag."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise RetailrecError(f"{flag}: {text!r} is not a list of item ids") from err
+
+
 def _cmd_recommend(args: argparse.Namespace) -> int:
     import time
 
@@ -376,16 +390,19 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     )
     now = int(time.time() * 1000)
     if args.history is not None:
-        try:
-            items = [int(x) for x in args.history.split(",") if x.strip()]
-        except ValueError as err:
-            raise RetailrecError(f"--history: {args.history!r} is not a list of item ids") from err
+        items = _item_list("--history", args.history)
         state = recommend.history_state(args.visitor, items, now)
     else:
         state = recommend.visitor_state(export_dir, args.visitor)
-    ranked = recommend.recommend(str(model), state, args.k, now)
+    exclude = _item_list("--exclude", args.exclude or "")
+    ranked = recommend.recommend(
+        str(model), state, args.k, now, exclude=exclude, available_only=args.available_only
+    )
     info = recommend.describe(export_dir, [i for i, _ in ranked])
-    print(f"visitor {args.visitor}, history: {state[F.HISTORY] or '(none)'}")
+    filters = (f"; excluded: {' '.join(map(str, exclude))}" if exclude else "") + (
+        "; available items only" if args.available_only else ""
+    )
+    print(f"visitor {args.visitor}, history: {state[F.HISTORY] or '(none)'}{filters}")
     for rank, (item, score) in enumerate(ranked, start=1):
         row = info.get(item, {})
         extras = ", ".join(

@@ -3,6 +3,9 @@
 The visitor's state is the one the pipeline evaluates with: its train history frozen at the cutoff
 (read from the export beside the serving folder). ``--history`` describes a visitor the model has
 never seen. ``predict_request`` builds the gRPC ``PredictRequest`` TF Serving expects.
+
+Exclusions (``--exclude``, ``--available-only``) go to the model's ``serving_filtered`` signature;
+without them the request goes to ``serving_default``, which every pushed model has.
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ from modules import features as F
 from modules.errors import RetailrecError
 
 SIGNATURE = "serving_default"
+# modules.serving's FILTERED_SIGNATURE, EXCLUDE and AVAILABLE_ONLY (not imported: it loads
+# tf.Transform, seconds of a one-shot command; recommend_test checks they agree).
+FILTERED_SIGNATURE = "serving_filtered"
+EXCLUDE = "exclude"
+AVAILABLE_ONLY = "available_only"
 
 
 def latest_version(model_dir: str) -> Path:
@@ -79,22 +87,55 @@ def history_state(visitor: int, items: list[int], now_ms: int) -> dict:
     }
 
 
+def exclusions(exclude: list[int] | None = None, available_only: bool = False) -> dict:
+    """The ``serving_filtered`` inputs beyond the user state ({} when nothing is filtered)."""
+    if not exclude and not available_only:
+        return {}
+    return {EXCLUDE: " ".join(map(str, exclude or [])), AVAILABLE_ONLY: int(bool(available_only))}
+
+
 def recommend(
-    model_dir: str, state: dict, k: int, now_ms: int | None = None
+    model_dir: str,
+    state: dict,
+    k: int,
+    now_ms: int | None = None,
+    exclude: list[int] | None = None,
+    available_only: bool = False,
 ) -> list[tuple[int, float]]:
-    """Calls the pushed model's ``serving_default`` like TF Serving would; returns (item, score)."""
+    """Calls the pushed model like TF Serving would; returns (item, score), best first.
+
+    Args:
+      model_dir: a TF Serving model folder (its highest version) or a SavedModel folder.
+      state: the raw user features (``visitor_state``, ``history_state``).
+      k: items to return (at most the model's list length).
+      now_ms: the request time (default: now).
+      exclude: item ids never to return (e.g. the cart).
+      available_only: drop the items that were unavailable at the cutoff.
+
+    Raises:
+      RetailrecError: exclusions were asked of a model without ``serving_filtered``.
+    """
     import tensorflow as tf
 
-    model = tf.saved_model.load(str(latest_version(model_dir)))
-    fn = model.signatures[SIGNATURE]
-    request = {**state, F.TIMESTAMP: now_ms or int(time.time() * 1000)}
+    version = latest_version(model_dir)
+    model = tf.saved_model.load(str(version))
+    filters = exclusions(exclude, available_only)
+    name = FILTERED_SIGNATURE if filters else SIGNATURE
+    if name not in model.signatures:
+        raise RetailrecError(
+            f"{version}: the model has no '{name}' signature (pushed before exclusions were "
+            f"served; retrain it); got {sorted(model.signatures)}"
+        )
+    fn = model.signatures[name]
+    request = {**state, **filters, F.TIMESTAMP: now_ms or int(time.time() * 1000)}
     inputs = {
         name: tf.constant([request[name]], dtype=spec.dtype)
         for name, spec in fn.structured_input_signature[1].items()
     }
     out = fn(**inputs)
     ids, scores = out["item_ids"].numpy()[0], out["scores"].numpy()[0]
-    return [(int(i), float(s)) for i, s in zip(ids[:k], scores[:k], strict=True)]
+    # -1: a slot no eligible item fills (fewer than K eligible items in the catalogue).
+    return [(int(i), float(s)) for i, s in zip(ids[:k], scores[:k], strict=True) if i >= 0]
 
 
 def describe(export_dir: str, items: list[int]) -> dict[int, dict]:
@@ -112,15 +153,25 @@ def describe(export_dir: str, items: list[int]) -> dict[int, dict]:
     return {int(r[F.ITEM_ID]): r.to_dict() for _, r in frame.iterrows()}
 
 
-def predict_request(state: dict, now_ms: int, model_name: str = "retailrec"):
-    """The gRPC ``PredictRequest`` for TF Serving's ``serving_default`` (tensorflow-serving-api)."""
+def predict_request(
+    state: dict,
+    now_ms: int,
+    model_name: str = "retailrec",
+    exclude: list[int] | None = None,
+    available_only: bool = False,
+):
+    """The gRPC ``PredictRequest`` for TF Serving (tensorflow-serving-api).
+
+    It names ``serving_default``, or ``serving_filtered`` with ``exclude`` / ``available_only``.
+    """
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
+    filters = exclusions(exclude, available_only)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
-    request.model_spec.signature_name = SIGNATURE
-    for name, value in {**state, F.TIMESTAMP: now_ms}.items():
-        dtype = tf.string if name == F.HISTORY else tf.int64
+    request.model_spec.signature_name = FILTERED_SIGNATURE if filters else SIGNATURE
+    for name, value in {**state, **filters, F.TIMESTAMP: now_ms}.items():
+        dtype = tf.string if name in (F.HISTORY, EXCLUDE) else tf.int64
         request.inputs[name].CopyFrom(tf.make_tensor_proto([value], dtype=dtype))
     return request

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import shutil
@@ -245,6 +246,113 @@ def test_pushed_model_serves_rest_instances_with_tensorflow_only(tiny_run):
     assert len(ids) == 2 and len(ids[0]) == len(out["scores"][0]) > 0
     assert set(ids[0]) <= catalogue and set(ids[1]) <= catalogue
     assert out["scores"][0] == sorted(out["scores"][0], reverse=True)
+
+
+FILTERED_CLIENT = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    assert not [m for m in sys.modules if m.split(".")[0] in ("tfx", "tensorflow_transform",
+                "tensorflow_recommenders", "scann", "modules", "components", "pipeline")]
+    model = tf.saved_model.load(sys.argv[1])
+    answers = {}
+    for body in json.loads(sys.argv[2]):  # TF Serving REST bodies: signature_name + instances
+        fn = model.signatures[body["signature_name"]]
+        inputs = {name: tf.constant([row[name] for row in body["instances"]], dtype=spec.dtype)
+                  for name, spec in fn.structured_input_signature[1].items()}
+        answers[body["signature_name"]] = {k: v.numpy().tolist() for k, v in fn(**inputs).items()}
+    print(json.dumps(answers))
+    """
+)
+
+
+def _catalogue_availability(run) -> dict[int, int]:
+    items = Path(run.where["export"]) / F.ITEMS_SPLIT / F.ITEMS_FILE
+    with open(items, newline="") as fh:
+        return {int(r[F.ITEM_ID]): int(r[F.AVAILABLE]) for r in csv.DictReader(fh)}
+
+
+def test_pushed_model_serves_filtered_rest_instances_with_tensorflow_only(tiny_run):
+    """serving_filtered as TF Serving's REST API calls it: no excluded or unavailable item, K items."""
+    version = _pushed_versions(tiny_run)[-1]
+    available = _catalogue_availability(tiny_run)
+    assert 0 in available.values()  # the tiny catalogue has unavailable items
+    visitor = {
+        F.VISITOR_ID: 1,
+        F.HISTORY: " ".join(map(str, sorted(available)[:3])),
+        F.USER_VIEWS: 3,
+        F.USER_ADDTOCARTS: 0,
+        F.USER_TRANSACTIONS: 0,
+        F.USER_DISTINCT_ITEMS: 3,
+        F.TIMESTAMP: 1_438_400_000_000,
+        F.USER_LAST_TIMESTAMP: 1_438_300_000_000,
+    }
+    new_visitor = {**visitor, F.VISITOR_ID: 987_654_321, F.HISTORY: "", F.USER_VIEWS: 0}
+
+    def call(bodies: list[dict]) -> dict:
+        done = subprocess.run(
+            [sys.executable, "-c", FILTERED_CLIENT, str(version), json.dumps(bodies)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"},
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    plain = call([{"signature_name": "serving_default", "instances": [visitor, new_visitor]}])
+    top = plain["serving_default"]["item_ids"]
+    k = len(top[0])
+    # The cart: the first visitor's best 3 items and one of its history items; junk is ignored.
+    cart = [*top[0][:3], sorted(available)[0]]
+    instances = [
+        {**visitor, "exclude": " ".join(map(str, cart)) + " junk", "available_only": 0},
+        {**visitor, "exclude": "", "available_only": 1},
+        {**new_visitor, "exclude": " ".join(map(str, top[1][:5])), "available_only": 1},
+        {**new_visitor, "exclude": "", "available_only": 0},
+    ]
+    out = call([{"signature_name": "serving_filtered", "instances": instances}])
+    ids, scores = out["serving_filtered"]["item_ids"], out["serving_filtered"]["scores"]
+    assert [len(row) for row in ids] == [k] * 4 and all(len(set(row)) == k for row in ids)
+    assert not set(cart) & set(ids[0])
+    kept = [i for i in top[0] if i not in cart]
+    assert ids[0][: len(kept)] == kept  # the rest moves up
+    assert all(available[i] != 0 for row in ids[1:3] for i in row)
+    assert not set(top[1][:5]) & set(ids[2])
+    assert ids[3] == top[1]  # nothing asked: serving_default's list
+    assert all(row == sorted(row, reverse=True) for row in scores)
+    # The filters did bite: serving_default's lists held unavailable items.
+    assert any(available[i] == 0 for row in top for i in row)
+
+
+def test_pushed_scann_model_serves_filtered_requests(tiny_run):
+    import numpy as np
+    import tensorflow as tf
+
+    from components.scann_index import serving as scann_serving
+
+    base = Path(tiny_run.where["serving"]) / "retailrec_scann"
+    model = scann_serving.load(str(sorted(base.iterdir())[-1]))
+    available = _catalogue_availability(tiny_run)
+    fn = model.signatures["serving_filtered"]
+    request = {
+        F.VISITOR_ID: [1, 2],
+        F.HISTORY: ["", " ".join(map(str, sorted(available)[:2]))],
+        F.USER_VIEWS: [0, 2],
+        F.USER_ADDTOCARTS: [0, 0],
+        F.USER_TRANSACTIONS: [0, 0],
+        F.USER_DISTINCT_ITEMS: [0, 2],
+        F.TIMESTAMP: [1_438_400_000_000] * 2,
+        F.USER_LAST_TIMESTAMP: [0, 1_438_300_000_000],
+        "exclude": [" ".join(map(str, sorted(available)[:2])), ""],
+        "available_only": [1, 1],
+    }
+    specs = fn.structured_input_signature[1]
+    out = fn(**{n: tf.constant(request[n], dtype=spec.dtype) for n, spec in specs.items()})
+    ids = out["item_ids"].numpy()
+    assert (ids >= 0).all() and all(len(set(row)) == ids.shape[1] for row in ids.tolist())
+    assert all(available[int(i)] != 0 for i in np.ravel(ids))
+    assert not set(sorted(available)[:2]) & set(ids[0].tolist())
 
 
 def test_gate_blesses_a_retrain_and_refuses_a_crippled_model(tiny_run, tmp_path, capsys):

@@ -23,9 +23,25 @@ variables, byte for byte.
 
 With an exact index configuration (``index.exact_config()``) the lists equal the brute-force
 model's. Signatures: ``serving_default`` and ``serve_tf_examples`` with exactly the brute-force
-model's inputs and outputs, plus ``user_vectors`` and ``catalogue`` passed through. The model needs
-the ScaNN ops at load time (``import scann``, or the ScaNN-enabled TF Serving image) and is saved
-with ``SaveOptions(namespace_whitelist=["Scann"])``.
+model's inputs and outputs, plus ``user_vectors`` and ``catalogue`` passed through, and, when the
+brute-force model has it, ``serving_filtered`` (``exclude``, ``available_only``; the catalogue's
+``available`` comes from the ``catalogue`` signature).
+
+``serving_filtered`` asks the index for more candidates, since excluded and unavailable ones are
+dropped after the search: C = serving_default's candidates (max(K, eval K) + N) + E (E: the
+batch's largest number of excluded ids), times M / (available items) when a request of the batch
+sets ``available_only``; a batch with no exclusion searches as ``serving_default`` does and gets
+its lists. While some request of the batch has fewer than K eligible candidates (the index found
+too few, or a tree's searched leaves held too few eligible items), C and the leaves searched are
+doubled and the search repeated, up to every item and every leaf. Guarantee: K items come back,
+every one eligible (not excluded; available when ``available_only``), whenever the catalogue has
+K eligible items; they are the K best eligible candidates by exact score, so with
+``index.exact_config()`` they are the brute-force model's ``serving_filtered`` list; with fewer
+eligible items than K the rest is -1 and -inf. The cost is one search in the common case, at most
+log2 of max(M / C, leaves / leaves searched) more.
+
+The model needs the ScaNN ops at load time (``import scann``, or the ScaNN-enabled TF Serving
+image) and is saved with ``SaveOptions(namespace_whitelist=["Scann"])``.
 """
 
 from __future__ import annotations
@@ -122,6 +138,25 @@ class ScannServingModule(tf.Module):
         self.searcher = searcher.serialize_to_module()
         _zero_absent_parts(self.searcher)
 
+        self.filtered = serving.FILTERED_SIGNATURE in brute_force.signatures
+        # The tree's leaves as built (``index.scann_config`` caps them at M); 0: no tree.
+        leaves = min(int(self.config["num_leaves"]), self.n_items)
+        self.num_leaves = leaves if leaves > 1 else 0
+        self.leaves_to_search = min(int(self.config["leaves_to_search"]), self.num_leaves)
+        if self.filtered:
+            if serving.CATALOGUE_AVAILABLE not in catalogue:
+                raise ValueError(
+                    f"the brute-force model has {serving.FILTERED_SIGNATURE} but its catalogue "
+                    f"signature has no '{serving.CATALOGUE_AVAILABLE}'; got {sorted(catalogue)}"
+                )
+            filtered = brute_force.signatures[serving.FILTERED_SIGNATURE]
+            self._filtered_spec = dict(filtered.structured_input_signature[1])
+            available = catalogue[serving.CATALOGUE_AVAILABLE].numpy()
+            self.n_available = int((available != serving.NOT_AVAILABLE).sum())
+            self.serve_filtered = tf.function(
+                self._serve_filtered, input_signature=[self._filtered_spec]
+            )
+
         self.serve = tf.function(self._serve, input_signature=[self._request_spec])
         self.serve_examples = tf.function(
             self._serve_examples, input_signature=[self._examples_spec]
@@ -133,6 +168,53 @@ class ScannServingModule(tf.Module):
     def _serve(self, request):
         rows, scores = self._search_request(request, self.k)
         return self._outputs(rows, scores, serving.OUTPUT_ITEM_IDS)
+
+    def _serve_filtered(self, request):
+        user = {name: request[name] for name in self._query_spec}
+        out = self.brute_force.signatures[serving.QUERY_SIGNATURE](**user)
+        catalogue = self._catalogue()
+        excluded = serving.excluded_rows(request[serving.EXCLUDE], catalogue[serving.CATALOGUE_IDS])
+        only = tf.not_equal(request[serving.AVAILABLE_ONLY], 0)
+        available = catalogue[serving.CATALOGUE_AVAILABLE]
+
+        def keep(rows):
+            return serving.eligible_rows(rows, excluded, available, only)
+
+        rows, scores = self._search_until_full(
+            out["query"], out["history_rows"], out["repeat_bonus"], excluded, only, keep
+        )
+        return self._outputs(rows, scores, serving.OUTPUT_ITEM_IDS)
+
+    def _search_until_full(self, query, history_rows, repeat_bonus, excluded, only, keep):
+        """The K best eligible candidates; more candidates and leaves until K are eligible."""
+        k, n_items = self.k, self.n_items
+        # serving_default's search plus one candidate per excluded item: with no exclusion it is
+        # the same search, so the same list.
+        wanted = self.n_candidates + tf.shape(excluded, out_type=tf.int64)[1]
+        # Unavailable items are dropped after the search: ask for M / available times as many.
+        n_available = max(self.n_available, 1)
+        scaled = (wanted * n_items + n_available - 1) // n_available
+        size = tf.minimum(tf.where(tf.reduce_any(only), scaled, wanted), n_items)
+        size = tf.cast(size, tf.int32)
+        leaves = tf.constant(self.leaves_to_search if self.num_leaves else -1, tf.int32)
+        rows, scores = self._search(query, history_rows, repeat_bonus, k, size, leaves, keep)
+
+        def short(rows, size, leaves):
+            whole = (size >= n_items) & ((leaves < 0) | (leaves >= self.num_leaves))
+            return tf.reduce_any(rows < 0) & tf.logical_not(whole)
+
+        def wider(rows, scores, size, leaves):
+            size = tf.minimum(2 * size, n_items)
+            leaves = tf.where(leaves < 0, leaves, tf.minimum(2 * leaves, self.num_leaves))
+            rows, scores = self._search(query, history_rows, repeat_bonus, k, size, leaves, keep)
+            return rows, scores, size, leaves
+
+        rows, scores, _, _ = tf.while_loop(
+            lambda rows, scores, size, leaves: short(rows, size, leaves),
+            wider,
+            (rows, scores, size, leaves),
+        )
+        return rows, scores
 
     def _serve_examples(self, request):
         raw = serving.parse_user_columns(request["examples"], self._query_spec)
@@ -150,22 +232,37 @@ class ScannServingModule(tf.Module):
         out = self.brute_force.signatures[serving.QUERY_SIGNATURE](**request)
         return self._search(out["query"], out["history_rows"], out["repeat_bonus"], k)
 
-    def _search(self, query, history_rows, repeat_bonus, k: int):
+    def _search(self, query, history_rows, repeat_bonus, k: int, size=None, leaves=None, keep=None):
+        """``merge_candidates`` of ``size`` index results (default ``n_candidates``).
+
+        ``leaves``: leaves searched (default the configuration's); ``keep``: eligibility of rows.
+        """
         scann_ops = _scann_ops()
         searcher = scann_ops.searcher_from_module(self.searcher)
-        found = searcher.search_batched_parallel(query, final_num_neighbors=self.n_candidates)
+        if size is None:
+            found = searcher.search_batched_parallel(query, final_num_neighbors=self.n_candidates)
+        else:
+            # Exact re-scoring of at least every returned candidate, as served_config sets it.
+            reorder = int(self.config["reorder"])
+            found = searcher.search_batched_parallel(
+                query,
+                final_num_neighbors=size,
+                pre_reorder_num_neighbors=tf.maximum(size, reorder) if reorder > 0 else size,
+                leaves_to_search=leaves,
+            )
         return merge_candidates(
             query,
-            self._catalogue()["item_vectors"],
+            self._catalogue()[serving.CATALOGUE_VECTORS],
             tf.cast(found.indices, tf.int64),
             tf.logical_not(tf.math.is_nan(found.distances)),
             history_rows,
             repeat_bonus,
             k,
+            keep,
         )
 
     def _outputs(self, rows, scores, ids_name: str):
-        ids = tf.gather(self._catalogue()["item_ids"], tf.maximum(rows, 0))
+        ids = tf.gather(self._catalogue()[serving.CATALOGUE_IDS], tf.maximum(rows, 0))
         ids = tf.where(rows >= 0, ids, tf.constant(-1, tf.int64))
         return {ids_name: ids, serving.OUTPUT_SCORES: scores}
 
@@ -218,7 +315,9 @@ def query_vectors(
     return queries.astype(np.float32), first
 
 
-def merge_candidates(query, vectors, ann_rows, ann_valid, history_rows, repeat_bonus, k: int):
+def merge_candidates(
+    query, vectors, ann_rows, ann_valid, history_rows, repeat_bonus, k: int, keep=None
+):
     """Exact scores of the ANN candidates and the history items; the top k, ties to the lower row.
 
     Every candidate (index result or history item) is scored as the brute-force model scores it:
@@ -236,6 +335,8 @@ def merge_candidates(query, vectors, ann_rows, ann_valid, history_rows, repeat_b
       history_rows: int64 [B, N] catalogue rows of the history items, -1 for none.
       repeat_bonus: float [B, N] bonus of each history position.
       k: list length.
+      keep: None, or a function of rows int64 [B, C] -> bool [B, C], the candidates a request
+        may get (``serving_filtered``'s exclusions); the others are dropped before the cut.
 
     Returns:
       (rows int64 [B, k], scores float32 [B, k]); -1 and -inf where fewer than k candidates.
@@ -252,6 +353,8 @@ def merge_candidates(query, vectors, ann_rows, ann_valid, history_rows, repeat_b
     rows = tf.gather(keyed, order, batch_dims=1)
     repeated = tf.pad(tf.equal(rows[:, 1:], rows[:, :-1]), [[0, 0], [1, 0]])
     valid = tf.not_equal(rows, last) & tf.logical_not(repeated)
+    if keep is not None:
+        valid &= keep(tf.where(valid, rows, -tf.ones_like(rows)))
     safe = tf.where(valid, rows, tf.zeros_like(rows))
     scores = tf.einsum("bd,bcd->bc", query, tf.gather(vectors, safe))
     scores = scores + tf.gather(bonus, order, batch_dims=1)
@@ -288,6 +391,8 @@ def export_scann_model(
         serving.QUERY_SIGNATURE: module.user_vectors.get_concrete_function(),
         serving.CATALOGUE_SIGNATURE: module.catalogue.get_concrete_function(),
     }
+    if module.filtered:
+        signatures[serving.FILTERED_SIGNATURE] = module.serve_filtered.get_concrete_function()
     tf.saved_model.save(
         module,
         out_dir,

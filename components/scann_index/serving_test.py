@@ -18,13 +18,19 @@ import tensorflow as tf
 
 from components.scann_index import index
 from components.scann_index import serving as scann_serving
-from components.scann_index.testing import serialized, toy_requests, write_toy_brute_force
+from components.scann_index.testing import (
+    TOY_K,
+    ToyBruteForce,
+    serialized,
+    toy_requests,
+    write_toy_brute_force,
+)
 from modules import features as F
 from modules import serving
 
 
-def _call(model, requests):
-    signature = model.signatures[serving.SERVING_SIGNATURE]
+def _call(model, requests, name=serving.SERVING_SIGNATURE):
+    signature = model.signatures[name]
     inputs = {
         name: tf.constant(values.tolist(), dtype=spec.dtype)
         for name, values in requests.items()
@@ -32,6 +38,132 @@ def _call(model, requests):
     }
     out = signature(**inputs)
     return out[serving.OUTPUT_ITEM_IDS].numpy(), out[serving.OUTPUT_SCORES].numpy()
+
+
+class _ToyFiltered(ToyBruteForce):
+    """The toy with modules.serving's filtered contract: serving_filtered, catalogue availability."""
+
+    def __init__(self, n_items: int, dim: int, seed: int):
+        super().__init__(n_items, dim, seed)
+        # About 40% unavailable, some unknown (-1: counts as available).
+        draw = np.random.default_rng(seed + 7).choice([1, 0, -1], n_items, p=[0.5, 0.4, 0.1])
+        self.available = tf.Variable(draw.astype(np.int64), trainable=False)
+
+    @tf.function(
+        input_signature=[
+            {
+                n: tf.TensorSpec([None], d, name=n)
+                for n, d in serving.FILTERED_REQUEST_COLUMNS.items()
+            }
+        ]
+    )
+    def serve_filtered(self, request):
+        query, rows, bonus = self._query(request)
+        scores = serving.add_repeat_bonus(
+            tf.matmul(query, self.vectors, transpose_b=True), rows, bonus
+        )
+        excluded = serving.excluded_rows(request[serving.EXCLUDE], self.item_ids)
+        only = tf.not_equal(request[serving.AVAILABLE_ONLY], 0)
+        eligible = serving.eligible_mask(excluded, self.available, only)
+        ids, scores = serving.filtered_top_k(scores, eligible, self.item_ids, self._k)
+        return {serving.OUTPUT_ITEM_IDS: ids, serving.OUTPUT_SCORES: scores}
+
+    @tf.function(input_signature=[])
+    def catalogue(self):
+        return {
+            serving.CATALOGUE_IDS: tf.identity(self.item_ids),
+            serving.CATALOGUE_VECTORS: tf.identity(self.vectors),
+            serving.CATALOGUE_AVAILABLE: tf.identity(self.available),
+        }
+
+
+def _write_toy_filtered(path: str, n_items: int, seed: int) -> str:
+    module = _ToyFiltered(n_items, 9, seed)
+    signatures = {
+        serving.SERVING_SIGNATURE: module.serve,
+        serving.FILTERED_SIGNATURE: module.serve_filtered,
+        serving.EVAL_SIGNATURE: module.serve_examples,
+        serving.QUERY_SIGNATURE: module.user_vectors,
+        serving.CATALOGUE_SIGNATURE: module.catalogue,
+    }
+    tf.saved_model.save(
+        module, path, signatures={k: f.get_concrete_function() for k, f in signatures.items()}
+    )
+    return path
+
+
+def _filtered_requests(requests: dict, ids: np.ndarray, top: np.ndarray, seed: int) -> dict:
+    """``requests`` with every (exclude, available_only) kind, round robin by request.
+
+    Kinds: nothing; the unfiltered list's top 3 (history items among them) + the history + an
+    unknown id + junk; available_only; both; the top 300 of the whole catalogue by the
+    unfiltered score (more than the index's first candidates: the search must widen).
+    """
+    rng = np.random.default_rng(seed)
+    excludes, only = [], []
+    for b, history in enumerate(requests[F.HISTORY]):
+        kind = b % 5
+        tokens = []
+        if kind in (1, 3):
+            tokens = [str(x) for x in top[b, :3]] + history.split() + ["424242", "zz"]
+            tokens += [str(x) for x in rng.choice(ids, 5, replace=False)]
+        if kind == 4:
+            tokens = [str(x) for x in top[b, :300]]
+        excludes.append(" ".join(tokens))
+        only.append(int(kind in (2, 3, 4)))
+    return {
+        **requests,
+        serving.EXCLUDE: np.array(excludes, dtype=object),
+        serving.AVAILABLE_ONLY: np.array(only, np.int64),
+    }
+
+
+def _outputs(model, requests, name):
+    signature = model.signatures[name]
+    specs = signature.structured_input_signature[1]
+    out = signature(
+        **{n: tf.constant(requests[n].tolist(), dtype=spec.dtype) for n, spec in specs.items()}
+    )
+    return {n: v.numpy() for n, v in out.items()}
+
+
+def _exact_scores(toy: dict, requests: dict) -> np.ndarray:
+    """[B, M] the brute-force score of every item: query . vector + summed history bonus."""
+    out = _outputs(toy["brute_force"], requests, serving.QUERY_SIGNATURE)
+    scores = out["query"] @ toy["vectors"].T
+    for b, (rows, bonus) in enumerate(zip(out["history_rows"], out["repeat_bonus"], strict=True)):
+        np.add.at(scores[b], rows[rows >= 0], bonus[rows >= 0])
+    return scores
+
+
+@pytest.fixture(scope="module")
+def filtered_toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scann_filtered")
+    n_items = 600
+    bf_dir = _write_toy_filtered(str(root / "brute_force"), n_items, seed=3)
+    brute_force = tf.saved_model.load(bf_dir)
+    catalogue = brute_force.signatures[serving.CATALOGUE_SIGNATURE]()
+    toy = {
+        "root": root,
+        "bf_dir": bf_dir,
+        "brute_force": brute_force,
+        "ids": catalogue[serving.CATALOGUE_IDS].numpy(),
+        "available": catalogue[serving.CATALOGUE_AVAILABLE].numpy(),
+        "vectors": catalogue[serving.CATALOGUE_VECTORS].numpy(),
+    }
+    requests = toy_requests(40, n_items, seed=4)
+    scores = _exact_scores(toy, requests)
+    top = toy["ids"][np.argsort(-scores, axis=1, kind="stable")]
+    toy["requests"] = _filtered_requests(requests, toy["ids"], top, seed=5)
+    toy["scores"] = scores
+    toy["exact_dir"] = scann_serving.export_scann_model(
+        bf_dir, str(root / "exact"), index.exact_config()
+    )
+    # 20 leaves, 2 searched (about 60 items), reorder 40: far fewer than the excluded 300.
+    toy["tree_dir"] = scann_serving.export_scann_model(
+        bf_dir, str(root / "tree"), index.tree_ah_config(20, 2, 40)
+    )
+    return toy
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +357,146 @@ def test_missing_signature_is_named(tmp_path):
     tf.saved_model.save(bare, str(tmp_path), signatures={"catalogue": bare.catalogue})
     with pytest.raises(ValueError, match="no signature .*serving_default"):
         scann_serving.load_brute_force(str(tmp_path))
+
+
+def test_filtered_signature_is_the_brute_force_models(filtered_toy):
+    scann_model = scann_serving.load(filtered_toy["exact_dir"])
+    bf = filtered_toy["brute_force"]
+    assert set(scann_model.signatures) == set(bf.signatures)
+    mine, theirs = (m.signatures[serving.FILTERED_SIGNATURE] for m in (scann_model, bf))
+    assert mine.structured_input_signature == theirs.structured_input_signature
+    assert mine.structured_outputs == theirs.structured_outputs
+    # A brute-force model without it (older models, the plain toy): no filtered signature.
+    plain = scann_serving.ScannServingModule(
+        scann_serving.load_brute_force(write_toy_brute_force(str(filtered_toy["root"] / "plain"))),
+        index.exact_config(),
+    )
+    assert not plain.filtered
+
+
+def test_exact_index_serves_the_brute_force_filtered_lists(filtered_toy):
+    requests = filtered_toy["requests"]
+    got = _outputs(
+        scann_serving.load(filtered_toy["exact_dir"]), requests, serving.FILTERED_SIGNATURE
+    )
+    want = _outputs(filtered_toy["brute_force"], requests, serving.FILTERED_SIGNATURE)
+    np.testing.assert_array_equal(got[serving.OUTPUT_ITEM_IDS], want[serving.OUTPUT_ITEM_IDS])
+    np.testing.assert_allclose(
+        got[serving.OUTPUT_SCORES], want[serving.OUTPUT_SCORES], rtol=1e-5, atol=1e-5
+    )
+
+
+def _assert_eligible_full_lists(toy: dict, requests: dict, ids: np.ndarray, scores: np.ndarray):
+    """K distinct items per request, none excluded or (if asked) unavailable, exact scores."""
+    row_of = {int(i): r for r, i in enumerate(toy["ids"])}
+    for b in range(len(ids)):
+        dropped = {int(t) for t in requests[serving.EXCLUDE][b].split() if t.isdigit()}
+        got = ids[b].tolist()
+        assert len(set(got)) == len(got) == TOY_K and min(got) >= 0, b
+        assert not dropped & set(got), b
+        if requests[serving.AVAILABLE_ONLY][b]:
+            assert all(toy["available"][row_of[i]] != serving.NOT_AVAILABLE for i in got), b
+        exact = toy["scores"][b, [row_of[i] for i in got]]
+        np.testing.assert_allclose(scores[b], exact, rtol=1e-4, atol=1e-4)
+        assert (np.diff(scores[b]) <= 1e-6).all(), b
+
+
+def test_approximate_index_returns_k_eligible_items(filtered_toy):
+    # The tree searches 2 of 20 leaves; a request excluding the catalogue's 300 best items (and
+    # the unavailable ones) finds no eligible item in them: the search widens until it does.
+    requests = filtered_toy["requests"]
+    model = scann_serving.load(filtered_toy["tree_dir"])
+    got = _outputs(model, requests, serving.FILTERED_SIGNATURE)
+    ids, scores = got[serving.OUTPUT_ITEM_IDS], got[serving.OUTPUT_SCORES]
+    _assert_eligible_full_lists(filtered_toy, requests, ids, scores)
+    # A batch with nothing excluded, nothing asked: serving_default's lists.
+    plain = {name: values[::5] for name, values in requests.items()}
+    assert not "".join(plain[serving.EXCLUDE]) and not plain[serving.AVAILABLE_ONLY].any()
+    np.testing.assert_array_equal(
+        _outputs(model, plain, serving.FILTERED_SIGNATURE)[serving.OUTPUT_ITEM_IDS],
+        _outputs(model, plain, serving.SERVING_SIGNATURE)[serving.OUTPUT_ITEM_IDS],
+    )
+    # And the approximate lists are mostly the exact eligible ones.
+    exact = _outputs(filtered_toy["brute_force"], requests, serving.FILTERED_SIGNATURE)
+    assert index.recall_vs_exact(ids, exact[serving.OUTPUT_ITEM_IDS]) > 0.5
+
+
+def test_too_few_eligible_items_pad_with_minus_one(filtered_toy):
+    # Exclude every item but 3: those 3 come back (best first), then -1 / -inf.
+    keep = filtered_toy["ids"][[5, 100, 400]]
+    rest = " ".join(str(i) for i in filtered_toy["ids"] if i not in set(keep))
+    requests = {name: values[:2] for name, values in filtered_toy["requests"].items()}
+    requests[serving.EXCLUDE] = np.array([rest, rest], dtype=object)
+    requests[serving.AVAILABLE_ONLY] = np.array([0, 0], np.int64)
+    for model_dir in (filtered_toy["tree_dir"], filtered_toy["exact_dir"]):
+        got = _outputs(scann_serving.load(model_dir), requests, serving.FILTERED_SIGNATURE)
+        ids, scores = got[serving.OUTPUT_ITEM_IDS], got[serving.OUTPUT_SCORES]
+        assert ids.shape == (2, TOY_K)
+        assert sorted(ids[:, :3].ravel().tolist()) == sorted(keep.tolist() * 2)
+        assert (ids[:, 3:] == -1).all() and np.isneginf(scores[:, 3:]).all()
+
+
+_FILTERED_CLIENT = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    from scann.scann_ops.py import scann_ops  # registers the Scann>... ops
+    model = tf.saved_model.load(sys.argv[1])
+    body = json.load(open(sys.argv[2]))  # a TF Serving REST body
+    fn = model.signatures[body["signature_name"]]
+    inputs = {name: tf.constant([inst[name] for inst in body["instances"]], dtype=spec.dtype)
+              for name, spec in fn.structured_input_signature[1].items()}
+    out = fn(**inputs)
+    json.dump({"item_ids": out["item_ids"].numpy().tolist(),
+               "scores": out["scores"].numpy().tolist(),
+               "foreign": sorted({m.split(".")[0] for m in sys.modules} & {
+                   "tensorflow_transform", "tensorflow_recommenders", "tfx", "modules",
+                   "components"})}, open(sys.argv[3], "w"))
+    """
+)
+
+
+def test_filtered_signature_serves_rest_instances_with_only_tensorflow_and_scann(filtered_toy):
+    root, requests = filtered_toy["root"], filtered_toy["requests"]
+    instances = [
+        {
+            name: values[b].item() if hasattr(values[b], "item") else values[b]
+            for name, values in requests.items()
+        }
+        for b in range(len(requests[F.VISITOR_ID]))
+    ]
+    body = {"signature_name": serving.FILTERED_SIGNATURE, "instances": instances}
+    (root / "request.json").write_text(json.dumps(body))
+    (root / "client.py").write_text(_FILTERED_CLIENT)
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
+    done = subprocess.run(
+        [sys.executable, "client.py", filtered_toy["tree_dir"], "request.json", "response.json"],
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        cwd=str(root),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    response = json.loads((root / "response.json").read_text())
+    assert response["foreign"] == []
+    _assert_eligible_full_lists(
+        filtered_toy, requests, np.array(response["item_ids"]), np.array(response["scores"])
+    )
+
+
+def test_merge_candidates_drops_what_keep_refuses_before_the_cut():
+    # Rows 0..4 with dot score = row; the index found 4, 3, 2; history row 1 with bonus 5.
+    vectors = tf.constant([[0.0], [1.0], [2.0], [3.0], [4.0]])
+    rows, scores = scann_serving.merge_candidates(
+        tf.constant([[1.0]]),
+        vectors,
+        tf.constant([[4, 3, 2]], tf.int64),
+        tf.ones([1, 3], tf.bool),
+        tf.constant([[1]], tf.int64),
+        tf.constant([[5.0]]),
+        k=3,
+        keep=lambda r: (r >= 0) & (r != 1) & (r != 4),  # the history item and row 4 excluded
+    )
+    # Without keep: rows 1 (6.0), 4, 3. With it: 3, 2, then nothing.
+    assert rows.numpy().tolist() == [[3, 2, -1]]
+    np.testing.assert_allclose(scores.numpy(), [[3.0, 2.0, -np.inf]])
