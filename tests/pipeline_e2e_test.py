@@ -355,13 +355,15 @@ def test_pushed_scann_model_serves_filtered_requests(tiny_run):
     assert not set(sorted(available)[:2]) & set(ids[0].tolist())
 
 
-def test_gate_blesses_a_retrain_and_refuses_a_crippled_model(tiny_run, tmp_path, capsys):
+def test_gate_blesses_a_retrain_on_unchanged_data(tiny_run, tmp_path, capsys):
     """Against the latest blessed model the gate refuses only what is worse beyond noise.
 
     A copy of tiny_run's output (its ML Metadata still points at tiny_run's artifacts, which the
-    reruns only read) is retrained twice: with another seed (same data, same skill: blessed even
-    if its Recall@50 is a little lower) and with a learning rate of 0 (an untrained model: its
-    paired interval of the difference lies below zero, so it is refused).
+    rerun only reads) is retrained with another seed: same data, same skill, a different Recall@50
+    by chance. The old rule (at least the blessed model's point estimate) refused such a retrain
+    about half the time; the paired interval of the difference lets it through. The refusal of a
+    clearly worse model is tested on the gate itself (components/retrieval_evaluator/gate_test.py):
+    on tiny data even an untrained model stays inside the noise of 185 queries.
     """
     out = tmp_path / "out"
     shutil.copytree(tiny_run.where["output"], out, ignore=shutil.ignore_patterns("*.lock"))
@@ -374,11 +376,5 @@ def test_gate_blesses_a_retrain_and_refuses_a_crippled_model(tiny_run, tmp_path,
     line = next(x for x in retrain.splitlines() if "latest blessed model's" in x)
     assert line.startswith("[gate] PASS") and "95% CI" in line, line
     metrics = json.loads((out / "metrics.json").read_text())
-    assert "two_tower_vs_latest_blessed" in metrics["comparisons"]
-
-    assert cli.main([*argv, "--set", "seed=2", "--set", "learning_rate=0"]) == cli.EXIT_NOT_BLESSED
-    crippled = capsys.readouterr().out
-    line = next(x for x in crippled.splitlines() if "latest blessed model's" in x)
-    assert line.startswith("[gate] FAIL"), line
-    comparison = json.loads((out / "metrics.json").read_text())["comparisons"]
-    assert comparison["two_tower_vs_latest_blessed"]["diff_ci"][1] < 0
+    comparison = metrics["comparisons"]["two_tower_vs_latest_blessed"]
+    assert comparison["diff_ci"][0] <= comparison["diff"] <= comparison["diff_ci"][1]
