@@ -20,6 +20,10 @@ RECENT_POPULARITY_DAYS = 14
 
 # ---------------------------------------------------------------- model
 # (modules/transform.py, model.py, training.py, serving.py; custom_config overrides)
+# The architecture and optimiser settings below were chosen before the validation window existed
+# (on the default data's eval split); they await a re-check on the validation window
+# (benchmarks/bench_model.py prints it; `retailrec run --set KEY=VALUE` tries one). The epoch count
+# and the repeat boost are chosen per run on the window.
 MODEL_HISTORY_LENGTH = 50  # history items the model reads (most recent first)
 TEXT_HASH_BUCKETS = 1 << 15  # property tokens are hashed into this many buckets
 TEXT_MAX_TOKENS = 48  # property tokens kept per item
@@ -58,10 +62,14 @@ MIN_RECALL_AT_50 = 0.01
 REGRESSION_TOLERANCE = 0.0
 
 # ---------------------------------------------------------------- ScaNN index
-# (components/scann_index: tuned on held-out eval queries, DESIGN 7-8, issue 5)
+# (components/scann_index: chosen on train queries, checked and gated on eval queries, DESIGN 7-8)
 SCANN_TARGET_RECALL = 0.95  # Recall@SCANN_RECALL_K against exact search; below it, no push
 SCANN_RECALL_K = 50
-SCANN_TUNE_QUERIES = 2000  # eval queries (a seeded sample) the index is tuned and timed on
+SCANN_TUNE_QUERIES = 2000  # train queries the index is chosen on; as many eval queries check it
+# The choice on train queries aims this far above the target, so that the configuration reaches the
+# target on the eval queries that check and gate it (Recall@50 vs exact moves by about +-0.005
+# between samples of 2,000 queries).
+SCANN_TUNE_MARGIN = 0.005
 SCANN_TUNE_SEED = 0
 SCANN_THREADS = 2  # ScaNN training and search threads (fixed: the build must not depend on cores)
 SCANN_TIMING_REPEATS = 3  # timings are medians of this many runs
@@ -84,4 +92,6 @@ HISTORY_BUCKETS = (
 )
 
 # ---------------------------------------------------------------- files
-TRAINING_SUMMARY_FILE = "training_summary.json"  # the Trainer's model_run artifact (modules/trainer.py)
+TRAINING_SUMMARY_FILE = (
+    "training_summary.json"  # the Trainer's model_run artifact (modules/trainer.py)
+)

@@ -172,6 +172,13 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--training-accelerator-count", type=int)
     comp.add_argument("--exclude-seen", action="store_true")
     comp.add_argument("--epochs", type=int, default=None, help="training epochs of the two-tower")
+    comp.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training setting, as for `retailrec run`; repeatable",
+    )
     comp.add_argument("--min-recall", type=float, default=constants.MIN_RECALL_AT_50)
     comp.add_argument("--no-baselines", action="store_true")
     _add_export_args(comp)

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from components import examples_io
-from components import scoring
+from components import examples_io, scoring
 
 
 def test_exact_vectors_lists_are_the_evaluator_signatures(tiny_run):

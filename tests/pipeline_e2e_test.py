@@ -91,7 +91,7 @@ def test_metrics_json_follows_the_contract(real_run):
         low, high = model["recall@50_ci"]
         assert low <= model["recall@50"] <= high
         slices = model["slices"]
-        assert list(slices) == list(metrics.slice_names())
+        assert set(slices) == set(metrics.slice_names())  # metrics.json sorts its keys
         # Every group of slices partitions the queries.
         for group in (
             ("target_seen", "target_new"),
@@ -123,7 +123,7 @@ def test_blessed_model_is_pushed_in_tf_serving_layout(tiny_run):
     assert (scann_version / "saved_model.pb").is_file()
     ann = tiny_run.metrics["ann"]
     assert ann["meets_target"] and ann["recall_vs_exact@50"] >= 0.95
-    assert set(tiny_run.metrics["models"]["two_tower_scann"]) == set(metrics.metric_names())
+    assert set(tiny_run.metrics["models"]["two_tower_scann"]) >= set(metrics.metric_names())
 
 
 def test_the_output_folder_holds_no_needless_copy(tiny_run):

@@ -50,7 +50,7 @@ def test_report_renders_with_key_numbers(real_run, tmp_path):
         assert name in dom
         assert f"{values['recall@50']:.4f}" in dom  # the table shows what metrics.json holds
     assert "Gate decision" in dom and "Lineage" in dom and "Model card" in dom
-    assert "class=\"headline" in dom and "two_tower Recall@50" in dom  # the headline
+    assert 'class="headline' in dom and "two_tower Recall@50" in dom  # the headline
     assert "Recall by slice" in dom and "target_seen" in dom and "history_6_20" in dom
     two_tower = metrics["models"]["two_tower"]
     low, high = two_tower["recall@50_ci"]
