@@ -46,8 +46,6 @@ ANN_SUMMARY_KEYS = (
     "build_s",
     "cost",
     "exact_cost",
-    "tuned_recall_vs_exact",
-    "tuned_on",
 )
 SCANN_MODEL_ENTRY = "two_tower_scann"  # the ScaNN model's metrics in ann.json and metrics.json
 

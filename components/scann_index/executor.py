@@ -34,8 +34,6 @@ def build_index(
     eval_files: list[str],
     out_dir: str,
     *,
-    tune_files: list[str] | None = None,
-    tune_rows: int | None = None,
     target_recall: float = constants.SCANN_TARGET_RECALL,
     n_queries: int = constants.SCANN_TUNE_QUERIES,
     seed: int = constants.SCANN_TUNE_SEED,
@@ -45,23 +43,17 @@ def build_index(
     grid: list[dict[str, Any]] | None = None,
     min_seconds: float = 0.1,
 ) -> dict[str, Any]:
-    """Chooses the index on train queries, checks it on eval queries, exports the ScaNN model.
+    """Chooses the index on held-out queries, exports the ScaNN SavedModel, returns the ann figures.
 
     The configuration is ``index.tune``'s: the cheapest (``index.cost``) reaching
     ``target_recall`` of Recall@``constants.SCANN_RECALL_K`` against exact search, a function of
-    the inputs only. It is chosen on queries of the train split (``tune_files``; nothing is
-    chosen on the eval split), then its fidelity is measured on a sample of eval queries: that
-    figure is reported (``artifacts.FIDELITY_KEY``) and gated (``meets_target``), free of the
-    choice's selection bias. Queries/s are measured afterwards, for the chosen configuration and
-    for exact search, and only reported.
+    the inputs only. Queries/s are measured afterwards, for the chosen configuration and for
+    exact search, and only reported.
 
     Args:
       brute_force_dir: the Trainer's serving SavedModel (``modules.serving``).
       eval_files: gzipped TFRecords of the eval split (raw user columns); a seeded sample of
-        ``n_queries`` of them check the chosen configuration.
-      tune_files: the train split's files, whose rows (each a visitor's state before a train
-        event) are the tuning queries; None: tune on the eval sample (tests of tiny data).
-      tune_rows: rows in ``tune_files`` (the verified count), to embed only a sample of them.
+        ``n_queries`` of them are the held-out queries.
       out_dir: where the ScaNN SavedModel goes.
       target_recall: Recall@``SCANN_RECALL_K`` against exact search the choice must reach.
       n_queries: held-out queries to tune and time on.
@@ -80,45 +72,19 @@ def build_index(
     catalogue = brute_force.signatures[serving.CATALOGUE_SIGNATURE]()
     vectors = catalogue["item_vectors"].numpy().astype(np.float32)
     queries, examples = scann_serving.query_vectors(brute_force, eval_files, n_queries, seed)
-    tune_queries = queries
-    if tune_files:
-        share = 1.0 if not tune_rows else min(1.0, 2.0 * n_queries / max(tune_rows, 1))
-        tune_queries, _ = scann_serving.query_vectors(
-            brute_force, tune_files, n_queries, seed, keep_share=share
-        )
-    logging.info("ScaNN: tuning over %d items on %d train queries", len(vectors), len(tune_queries))
+    logging.info("ScaNN: tuning over %d items on %d held-out queries", len(vectors), len(queries))
 
-    # On train queries the choice aims a margin above the target, so that the chosen configuration
-    # still reaches the target on the eval queries it is checked and gated on.
-    margin = constants.SCANN_TUNE_MARGIN if tune_files else 0.0
     chosen, curve = index.tune(
-        vectors,
-        tune_queries,
-        k=k,
-        target_recall=min(1.0, target_recall + margin),
-        grid=grid,
-        threads=threads,
+        vectors, queries, k=k, target_recall=target_recall, grid=grid, threads=threads
     )
     point = next(p for p in curve if p["config"] == chosen)
-    if tune_files:  # the chosen configuration's fidelity on eval queries (reported and gated)
-        _, checked = index.tune(
-            vectors, queries, k=k, target_recall=target_recall, grid=[chosen], threads=threads
-        )
-        point = {
-            **point,
-            "tuned_recall_vs_exact": point["recall_vs_exact"],
-            **{key: checked[0][key] for key in ("recall_vs_exact", "meets_target")},
-        }
     progress.report(
-        "%d configurations tried on %s queries; chose %s at cost %.0f per query: Recall@%d vs "
-        "exact %.4f there, %.4f on eval queries",
+        "%d configurations tried; chose %s: Recall@%d vs exact %.4f at cost %.0f per query",
         len(curve),
-        "train" if tune_files else "eval",
         index.describe(chosen),
-        point["cost"],
         k,
-        point.get("tuned_recall_vs_exact", point["recall_vs_exact"]),
         point["recall_vs_exact"],
+        point["cost"],
     )
     timing = dict(repeats=repeats, single_queries=single_queries, min_seconds=min_seconds)
     scann = speed.scann_speed(vectors, queries, chosen, k, threads=threads, **timing)
@@ -133,8 +99,6 @@ def build_index(
     best_single = max(exact.values(), key=lambda e: e["single_query_per_s"])
     payload = {
         artifacts.FIDELITY_KEY: point["recall_vs_exact"],
-        "tuned_recall_vs_exact": point.get("tuned_recall_vs_exact", point["recall_vs_exact"]),
-        "tuned_on": "train" if tune_files else "eval",
         "cost": point["cost"],
         "exact_cost": index.cost(index.exact_config(), len(vectors), vectors.shape[1], k),
         "scann_queries_per_s": scann["queries_per_s"],
@@ -219,14 +183,10 @@ class Executor(base_executor.BaseExecutor):
         metrics = artifact_utils.get_single_instance(output_dict["index_metrics"])
 
         out_dir = path_utils.serving_model_dir(scann_model.uri)
-        counts = artifacts.verified_counts(input_dict) or {}
-        train_split = exec_properties["train_split"]
         payload = build_index(
             path_utils.serving_model_path(model.uri),
             examples_io.split_files(examples.uri, exec_properties["eval_split"]),
             out_dir,
-            tune_files=examples_io.split_files(examples.uri, train_split),
-            tune_rows=counts.get(train_split),
             target_recall=float(exec_properties["target_recall"]),
         )
         scored = scoring.score_model(

@@ -281,14 +281,9 @@ def _zero_absent_parts(state: tf.Module) -> None:
 
 
 def query_vectors(
-    brute_force: Any,
-    files: list[str],
-    max_queries: int,
-    seed: int,
-    batch_size: int = 2048,
-    keep_share: float = 1.0,
+    brute_force: Any, files: list[str], max_queries: int, seed: int, batch_size: int = 2048
 ) -> tuple[np.ndarray, list[bytes]]:
-    """User query vectors of examples (rows with raw user columns), and the first serialized ones.
+    """User query vectors of eval examples, and the first serialized examples.
 
     Args:
       brute_force: the loaded brute-force model.
@@ -296,8 +291,6 @@ def query_vectors(
       max_queries: how many query vectors to return (a seeded sample when there are more).
       seed: the sample's seed.
       batch_size: examples per ``user_vectors`` call.
-      keep_share: embed only about this share of the rows, chosen by a hash of the row number
-        and the seed (a large split, e.g. train, is not embedded whole).
 
     Returns:
       (float32 [n, d + 1] query vectors, the first ``max_queries`` serialized examples).
@@ -308,25 +301,13 @@ def query_vectors(
     signature = brute_force.signatures[serving.QUERY_SIGNATURE]
     spec = dict(signature.structured_input_signature[1])
     parts, first = [], []
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    if keep_share < 1.0:
-        threshold = int(keep_share * (1 << 30))
-        dataset = (
-            dataset.enumerate()
-            .filter(
-                lambda i, _: (
-                    tf.bitwise.bitwise_and((i + seed) * 2654435761, (1 << 30) - 1) < threshold
-                )
-            )
-            .map(lambda _, record: record)
-        )
-    dataset = dataset.batch(batch_size)
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
     for records in dataset:
         if len(first) < max_queries:
             first.extend(records.numpy()[: max_queries - len(first)].tolist())
         parts.append(signature(**serving.parse_user_columns(records, spec))["query"].numpy())
     if not parts:
-        raise ValueError(f"{files}: no example to take queries from")
+        raise ValueError(f"{files}: no eval example to take queries from")
     queries = np.concatenate(parts)
     if len(queries) > max_queries:
         pick = np.sort(np.random.default_rng(seed).choice(len(queries), max_queries, replace=False))
