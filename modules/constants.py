@@ -58,8 +58,13 @@ EVAL_BATCH_SIZE = 512
 EVAL_CANDIDATES = 50 + HISTORY_LENGTH
 # Bless only at or above this Recall@50 (a floor that catches a broken model, not a target).
 MIN_RECALL_AT_50 = 0.01
-# A new model may trail the latest blessed one by at most this much Recall@50 (absolute).
-REGRESSION_TOLERANCE = 0.0
+# Against the latest blessed model the gate refuses only when the whole 95% paired interval of the
+# Recall@50 difference lies below -REGRESSION_TOLERANCE. The interval covers the sampling of the
+# eval queries, not training noise: two retrains on the same data are so alike that their
+# difference's interval is narrow (+-0.006 on the default data), while retrains differ by up to
+# about 0.01 (0.3843 vs 0.3932; seeds 0 and 1: 0.4002 vs 0.4024). This margin keeps a retrain
+# blessed; a model worse by more than it, beyond noise, is refused.
+REGRESSION_TOLERANCE = 0.01
 
 # ---------------------------------------------------------------- ScaNN index
 # (components/scann_index: chosen on eval query vectors, label-free; DESIGN 7-8)

@@ -74,7 +74,8 @@ class RetrievalEvaluator(base_component.BaseComponent):
           baseline_metrics: the Baselines component's output; the model must not trail the best.
           index_metrics: the ScannIndex output; below its recall target nothing is pushed.
           min_recall: absolute floor of Recall@50.
-          regression_tolerance: allowed drop of Recall@50 against the latest blessed model.
+          regression_tolerance: how far below 0 the whole paired interval of the Recall@50
+            difference to the latest blessed model may lie and still pass (training noise).
           exclude_seen: drop items the visitor had in train before cutting lists to 50.
           train_split: split used for coverage and ``exclude_seen``.
           eval_split: split whose every example is one query.
