@@ -244,8 +244,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from components.export import export
+    from pipeline import progress
 
-    summary = export.export(args.raw, args.out, **_export_kwargs(args))
+    with progress.step_lines("[export]   "):
+        summary = export.export(args.raw, args.out, **_export_kwargs(args))
     state = "reused (inputs and parameters unchanged)" if summary["reused"] else "written"
     print(f"export {state}: {args.out}")
     print(format_export_summary(summary))
@@ -301,7 +303,8 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
     from modules import memory
     from pipeline import progress
 
-    summary = export.export(args.raw, out / "export", **_export_kwargs(args))
+    with progress.step_lines("[export]   "):
+        summary = export.export(args.raw, out / "export", **_export_kwargs(args))
     memory.release()  # DuckDB's working memory, before the pipeline starts in this process
     state = "reused" if summary["reused"] else "written"
     print(f"[export] {state}: {out / 'export'}")

@@ -124,3 +124,35 @@ def pipeline_logging(log_file: str, quiet: bool = True) -> Iterator[_ComponentPr
         logging.captureWarnings(False)
         file_handler.close()
         root.handlers, root.level = saved_handlers, saved_level
+
+
+class _PrefixedLines(logging.Handler):
+    """Prints ``modules.progress`` records after a fixed prefix."""
+
+    def __init__(self, prefix: str, out):
+        super().__init__(level=logging.INFO)
+        self._prefix, self._out = prefix, out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"{self._prefix}{record.getMessage()}", file=self._out, flush=True)
+
+
+@contextlib.contextmanager
+def step_lines(prefix: str) -> Iterator[None]:
+    """Shows ``modules.progress`` milestones on the terminal while the block runs.
+
+    For long work outside the pipeline's logging (the export before ``retailrec run``'s DAG):
+    ``with step_lines("[export]   "): export.export(...)``.
+    """
+    logger = logging.getLogger(step_progress.LOGGER_NAME)
+    handler = _PrefixedLines(prefix, sys.stdout)
+    saved_level, saved_propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # shown once, here; not again by the root logger's handler
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved_level)
+        logger.propagate = saved_propagate

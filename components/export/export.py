@@ -38,7 +38,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from modules import constants
+from modules import constants, progress
 from modules import features as F
 from modules.errors import RetailrecError
 
@@ -635,6 +635,7 @@ class _Phases:
         now = time.perf_counter()
         self.seconds[name] = round(now - self._last, 2)
         self._last = now
+        progress.report("%s: %.1f s", name.replace("_", " "), self.seconds[name])
 
 
 def _run_export(con, files: dict, tmp_out: Path, params: dict, summary: dict) -> None:

@@ -285,7 +285,9 @@ def test_a_log_before_2000_exports_like_a_recent_one(tmp_path, tiny_export, caps
     raw = make_raw(tmp_path, events=events, props=props)
     argv = ["export", "--raw", str(raw), "--out", str(tmp_path / "out"), "--history-length", "5"]
     assert cli.main([*argv, "--cutoff", "1998-06-01"]) == 0  # the CLI's date parsing
-    assert "cutoff 1998-06-01T00:00:00+00:00: train 4 events" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cutoff 1998-06-01T00:00:00+00:00: train 4 events" in out
+    assert "[export]   read events:" in out and "[export]   write train:" in out  # progress
     summary = E.read_summary(tmp_path / "out")
     assert summary["params"]["cutoff_ms"] == OLD_CUTOFF_MS == E.parse_cutoff("1998-06-01")
     assert summary["split"]["events_range"][1].startswith("1998-06-03")

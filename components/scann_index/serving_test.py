@@ -284,17 +284,7 @@ def test_serves_in_a_process_with_only_tensorflow_and_the_scann_ops(toy):
     root = toy["root"]
     request = {name: values.tolist() for name, values in toy["requests"].items()}
     (root / "request.json").write_text(json.dumps(request))
-    (root / "client.py").write_text(_CLIENT)
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
-    done = subprocess.run(
-        [sys.executable, "client.py", toy["tree_dir"], "request.json", "response.json"],
-        env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        capture_output=True,
-        text=True,
-        cwd=str(root),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    response = json.loads((root / "response.json").read_text())
+    response = _run_client(root, _CLIENT, toy["tree_dir"])
     assert response["foreign"] == []
     expected, _ = _call(scann_serving.load(toy["tree_dir"]), toy["requests"])
     np.testing.assert_array_equal(np.array(response["item_ids"]), expected)
@@ -467,17 +457,7 @@ def test_filtered_signature_serves_rest_instances_with_only_tensorflow_and_scann
     ]
     body = {"signature_name": serving.FILTERED_SIGNATURE, "instances": instances}
     (root / "request.json").write_text(json.dumps(body))
-    (root / "client.py").write_text(_FILTERED_CLIENT)
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
-    done = subprocess.run(
-        [sys.executable, "client.py", filtered_toy["tree_dir"], "request.json", "response.json"],
-        env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        capture_output=True,
-        text=True,
-        cwd=str(root),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    response = json.loads((root / "response.json").read_text())
+    response = _run_client(root, _FILTERED_CLIENT, filtered_toy["tree_dir"])
     assert response["foreign"] == []
     _assert_eligible_full_lists(
         filtered_toy, requests, np.array(response["item_ids"]), np.array(response["scores"])
@@ -500,3 +480,18 @@ def test_merge_candidates_drops_what_keep_refuses_before_the_cut():
     # Without keep: rows 1 (6.0), 4, 3. With it: 3, 2, then nothing.
     assert rows.numpy().tolist() == [[3, 2, -1]]
     np.testing.assert_allclose(scores.numpy(), [[3.0, 2.0, -np.inf]])
+
+
+def _run_client(root, client: str, model_dir: str) -> dict:
+    """Runs ``client`` (a script) on ``root/request.json`` in a fresh process, returns its answer."""
+    (root / "client.py").write_text(client)
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
+    done = subprocess.run(
+        [sys.executable, "client.py", model_dir, "request.json", "response.json"],
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        cwd=str(root),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((root / "response.json").read_text())
