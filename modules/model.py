@@ -72,7 +72,7 @@ class FeatureSizes:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Architecture settings (defaults in ``pipeline.configs``; see ``modules.training``)."""
+    """Architecture settings (defaults in ``modules.constants``; see ``modules.training``)."""
 
     embedding_dim: int = 64
     encoder: str = "position"

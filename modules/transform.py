@@ -101,7 +101,7 @@ _EPS = 1e-6
 
 
 def settings(custom_config: dict[str, Any] | None) -> dict[str, Any]:
-    """Transform settings: ``custom_config`` over the defaults of ``pipeline.configs``.
+    """Transform settings: ``custom_config`` over the defaults of ``modules.constants``.
 
     Keys: ``history_length``, ``text_hash_buckets``, ``text_max_tokens``, ``visitor_min_count``.
     """
