@@ -206,6 +206,19 @@ SERVING_CLIENT = textwrap.dedent(
 )
 
 
+def _tensorflow_only(client: str, model_dir, payload: list[dict]) -> dict:
+    """Runs a client script on a pushed model in a fresh process (TensorFlow only); its answer."""
+    done = subprocess.run(
+        [sys.executable, "-c", client, str(model_dir), json.dumps(payload)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_pushed_model_serves_rest_instances_with_tensorflow_only(tiny_run):
     version = _pushed_versions(tiny_run)[-1]  # TF Serving serves the highest version
     items = Path(tiny_run.where["export"]) / F.ITEMS_SPLIT / F.ITEMS_FILE
@@ -233,15 +246,7 @@ def test_pushed_model_serves_rest_instances_with_tensorflow_only(tiny_run):
             F.USER_LAST_TIMESTAMP: 0,
         },
     ]
-    done = subprocess.run(
-        [sys.executable, "-c", SERVING_CLIENT, str(version), json.dumps(instances)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = _tensorflow_only(SERVING_CLIENT, version, instances)
     ids = out["item_ids"]
     assert len(ids) == 2 and len(ids[0]) == len(out["scores"][0]) > 0
     assert set(ids[0]) <= catalogue and set(ids[1]) <= catalogue
@@ -290,15 +295,7 @@ def test_pushed_model_serves_filtered_rest_instances_with_tensorflow_only(tiny_r
     new_visitor = {**visitor, F.VISITOR_ID: 987_654_321, F.HISTORY: "", F.USER_VIEWS: 0}
 
     def call(bodies: list[dict]) -> dict:
-        done = subprocess.run(
-            [sys.executable, "-c", FILTERED_CLIENT, str(version), json.dumps(bodies)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"},
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return _tensorflow_only(FILTERED_CLIENT, version, bodies)
 
     plain = call([{"signature_name": "serving_default", "instances": [visitor, new_visitor]}])
     top = plain["serving_default"]["item_ids"]
