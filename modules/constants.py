@@ -16,6 +16,10 @@ TIE_EPSILON = 1e-9
 PROPERTY_MIN_COVERAGE = 0.36  # the original kept properties of > 150,000 of 417,053 items
 NUMERIC_PROPERTY_MIN_SHARE = 0.99  # a property is numeric when this share of values is "n<number>"
 HISTORY_LENGTH = 50  # items kept in the history column (most recent first)
+# The long-term profile (issue 14): every distinct item of the visitor's train history, most
+# recently seen first, with its count, strongest event type and last-seen time, capped here. Only
+# queries carry it (eval rows, requests); the Trainer builds it at each pseudo-cutoff.
+PROFILE_LENGTH = 500
 RECENT_POPULARITY_DAYS = 14
 
 # ---------------------------------------------------------------- model
@@ -25,6 +29,7 @@ RECENT_POPULARITY_DAYS = 14
 # (benchmarks/bench_model.py prints it; `retailrec run --set KEY=VALUE` tries one). The epoch count
 # and the repeat boost are chosen per run on the window.
 MODEL_HISTORY_LENGTH = 50  # history items the model reads (most recent first)
+MODEL_PROFILE_LENGTH = PROFILE_LENGTH  # profile items the repeat term reads (transform width)
 TEXT_HASH_BUCKETS = 1 << 15  # property tokens are hashed into this many buckets
 TEXT_MAX_TOKENS = 48  # property tokens kept per item
 VISITOR_MIN_COUNT = 2  # visitors with fewer train events share the out-of-vocabulary id
