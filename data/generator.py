@@ -18,8 +18,9 @@ Stable API (the ``retailrec generate`` command calls it)::
 
 ``visitors`` / ``items`` / ``events`` override the preset's sizes (``items`` counts catalogue items, i.e.
 items with properties; the items that receive events are ``items * items_with_events_share``); any
-other key of ``PRESETS["default"]`` (``repeat_prob``, ``new_item_share``, ...) can be overridden by
-keyword. The same arguments give byte-identical files.
+other key of the preset (``repeat_prob``, ``new_item_share``, ...; for the two presets with their own
+event model also its keys, e.g. ``rebuy_prob``) can be overridden by keyword. The same arguments give
+byte-identical files.
 
 How the data is made (the structure the models are meant to find):
 
@@ -43,24 +44,50 @@ How the data is made (the structure the models are meant to find):
   (2015-05-03 03:00 UTC for most items) and afterwards only changes, at weekly snapshot times (Sunday
   03:00 UTC). Prices and availability change often, the category rarely.
 
+Two presets replace the browsing sessions above by another event model (the preset's ``mode``; the
+catalogue, properties, categories, interests and taste topics are made the same way). They model
+regimes of real shop logs where a learned model hardly beats simple baselines:
+
+* ``repeat-purchase`` (``mode="purchase"``, a grocery purchase log): ~2,400 households shop over the
+  whole period (10% only during a part of it) on trips of a Poisson process with a lognormal rate;
+  median ~50 and 90th percentile ~175 train events per household. A trip buys a basket of
+  1 + Poisson(4) distinct items that share ONE timestamp and transaction id (~70% of the events are
+  transactions; some bought items also get an add-to-cart and a view during the trip). A basket item
+  is a re-buy (``rebuy_prob``: a copy of a uniformly drawn earlier purchase of the household, so the
+  chance to buy an item again grows with how often it was bought: a Polya urn), a staple
+  (``staple_prob``: from a weighted personal set, partly globally popular products) or an exploration
+  (an interest category or a neighbouring one, by taste topic and popularity, or globally popular).
+  About 46% of the eval events are items the household had in train; its own items ranked by
+  purchase count or recency are the strong predictors (recently_viewed is the best baseline).
+* ``never-return`` (``mode="never-return"``): 900 visitors with 20..700 events each (truncated power
+  law) who never touch an item twice, not even view -> cart (each event is a single event of its
+  type; purchases of a session share a time and id). A visitor's items are drawn without replacement
+  with weights popularity x a weak taste boost of its interest categories, and spread over its
+  sessions at random, so popularity is stable across the cutoff: every eval target is new to its
+  visitor, most_popular is the best baseline and excluding seen items is worth more than taste.
+
 Presets (`PRESETS`; counts of seed 0):
 
-=================  =========  ========  ==============  ==============  =============  ==========
-preset             events     visitors  items w/ events  items w/ props  property rows  categories
-=================  =========  ========  ==============  ==============  =============  ==========
-tiny (tests)           3,005     1,200             755           1,500         53,800          80
-default              250,020   100,000          25,077          40,000      1,836,825         600
-full (real scale)  2,756,269 1,407,580         237,198         417,053     20,109,364       1,669
-repeat-heavy         250,021   100,000          24,463          40,000      1,839,531         600
-discovery-heavy      249,917   100,000          24,125          40,000      1,754,824         600
-=================  =========  ========  ==============  ==============  =============  ==========
+=================  =========  =========  ===============  ===============  =============  ==========
+preset             events     visitors   items w/ events  items w/ props   property rows  categories
+=================  =========  =========  ===============  ===============  =============  ==========
+tiny (tests)           3,005      1,200              755            1,500         53,800          80
+default              250,020    100,000           25,077           40,000      1,836,825         600
+full (real scale)  2,756,269  1,407,580          237,198          417,053     20,109,364       1,669
+repeat-heavy         250,021    100,000           24,463           40,000      1,839,531         600
+discovery-heavy      249,917    100,000           24,125           40,000      1,754,824         600
+repeat-purchase      298,945      2,400           10,022           14,000        672,813         300
+never-return          90,000        900            1,705            2,400         95,918          80
+=================  =========  =========  ===============  ===============  =============  ==========
 
-About 69% of the events fall before the 2015-08-01 cutoff. On the evaluation protocol of DESIGN
-section 5 the share of eval events whose item the visitor had in train is about 0.3 (default), 0.57
-(repeat-heavy) and 0.19 (discovery-heavy).
+About 69% of the events fall before the 2015-08-01 cutoff (67% for repeat-purchase, 68% for
+never-return). On the evaluation protocol of DESIGN section 5 the share of eval events whose item the
+visitor had in train is about 0.3 (default), 0.57 (repeat-heavy), 0.19 (discovery-heavy), 0.46
+(repeat-purchase) and 0 (never-return).
 
 Everything is vectorised with numpy and pyarrow (no Python loop per event or per visitor): the full
-preset takes about 1-1.5 minutes and 1.6 GB of memory on two cores.
+preset takes about 1-1.5 minutes and 1.6 GB of memory on two cores; repeat-purchase and never-return
+take a few seconds.
 """
 
 from __future__ import annotations
@@ -109,6 +136,10 @@ _MAX_DRIFTS = 32  # interest drift steps followed per (visitor, interest)
 _REAL_LEVEL_COUNTS = (174, 702, 665, 103)
 
 # ---------------------------------------------------------------- presets
+# Event models (a preset's "mode"; presets without one browse): sessions of views with a funnel to
+# purchases (`_make_events`), households' shopping trips (`_make_purchase_events`) and visitors who
+# never touch an item twice (`_make_never_return_events`).
+MODE_BROWSE, MODE_PURCHASE, MODE_NEVER_RETURN = "browse", "purchase", "never-return"
 _DEFAULT: dict[str, Any] = {
     # sizes
     "visitors": 100_000,
@@ -192,6 +223,57 @@ PRESETS: dict[str, dict[str, Any]] = {
         "category_pick_prob": 0.3,
         "new_item_share": 0.3,
         "new_item_boost": 4.0,
+    },
+    # A grocery purchase log: households shop over the whole period and mostly buy; baskets share
+    # one time and transaction id; households re-buy their own items (the more often bought, the
+    # likelier) and staples, and explore some new ones. Browse-model keys (session_new_prob,
+    # repeat_prob, ...) are unused.
+    "repeat-purchase": {
+        **_DEFAULT,
+        "mode": MODE_PURCHASE,
+        "visitors": 2_400,
+        "events": 300_000,
+        "items": 14_000,
+        "items_with_events_share": 0.72,
+        "categories": 300,
+        "category_roots": 15,
+        "topics": 120,
+        "new_item_share": 0.05,
+        "new_item_boost": 1.0,
+        "addtocart_share": 0.2,
+        "transaction_share": 0.7,
+        "taste_prob": 0.3,  # explorations within the interest's taste topic
+        "global_pick_prob": 0.3,  # explorations by global popularity
+        "basket_mean": 5.0,  # mean items per trip (1 + Poisson)
+        "activity_sigma": 1.0,  # lognormal spread of the households' trip rates
+        "churn_share": 0.1,  # households that shop only during a part of the period
+        "staples": 20.0,  # mean size of a household's staple set
+        "staple_global_share": 0.4,  # staples that are globally popular products
+        "rebuy_prob": 0.28,  # a basket item copies an earlier purchase of the household
+        "staple_prob": 0.08,  # a basket item is drawn from the household's staples
+        "explore_family_prob": 0.6,  # an exploration looks in a neighbouring category
+    },
+    # Visitors never interact with an item twice (not even view -> cart): every eval target is new to
+    # its visitor; global popularity is the strongest signal, personal taste a weak boost.
+    "never-return": {
+        **_DEFAULT,
+        "mode": MODE_NEVER_RETURN,
+        "visitors": 900,
+        "events": 90_000,
+        "items": 2_400,
+        "items_with_events_share": 0.71,
+        "categories": 80,
+        "category_roots": 8,
+        "topics": 40,
+        "property_names": 400,
+        "new_item_share": 0.05,
+        "popularity_exponent": 1.0,
+        "popularity_offset": 20.0,
+        "session_new_prob": 0.3,
+        "lifetime_days": 15.0,
+        "min_visitor_events": 20,
+        "max_visitor_events": 700,
+        "taste_boost": 8.0,  # an interest category's items weigh 1 + boost (its family 1 + boost/4)
     },
 }
 
@@ -282,7 +364,7 @@ def resolve_params(
 
     Args:
       preset: a key of `PRESETS`.
-      visitors: number of visitors (each gets at least one view), or None for the preset's.
+      visitors: number of visitors (each gets at least one event), or None for the preset's.
       items: number of catalogue items (items with properties), or None for the preset's.
       events: number of event rows, or None for the preset's.
       **overrides: any other key of a preset, e.g. ``repeat_prob=0.5``.
@@ -307,12 +389,46 @@ def resolve_params(
         params[key] = int(params[key])
         if params[key] < 1:
             raise ValueError(f"{key} must be positive; got {params[key]}")
+    mode = params.get("mode", MODE_BROWSE)
+    if mode not in (MODE_BROWSE, MODE_PURCHASE, MODE_NEVER_RETURN):
+        raise ValueError(
+            f"mode must be one of {MODE_BROWSE!r}, {MODE_PURCHASE!r}, {MODE_NEVER_RETURN!r}; "
+            f"got {mode!r}"
+        )
     views = _view_target(params)
-    if views < params["visitors"]:
+    if mode == MODE_BROWSE and views < params["visitors"]:
         raise ValueError(
             f"events={params['events']} leaves {views} views for visitors={params['visitors']}: "
             "every visitor needs at least one view"
         )
+    if mode == MODE_PURCHASE:
+        if params["addtocart_share"] + params["transaction_share"] > 1.0:
+            raise ValueError("addtocart_share + transaction_share must be at most 1")
+        if params["rebuy_prob"] + params["staple_prob"] > 1.0:
+            raise ValueError(
+                f"rebuy_prob + staple_prob must be at most 1; got {params['rebuy_prob']} + "
+                f"{params['staple_prob']}"
+            )
+        if params["basket_mean"] < 1.0:
+            raise ValueError(f"basket_mean must be at least 1; got {params['basket_mean']}")
+    if mode == MODE_NEVER_RETURN:
+        low, high = int(params["min_visitor_events"]), int(params["max_visitor_events"])
+        if not 1 <= low <= high:
+            raise ValueError(
+                f"need 1 <= min_visitor_events <= max_visitor_events; got {low}, {high}"
+            )
+        if not params["visitors"] * low <= params["events"] <= params["visitors"] * high:
+            raise ValueError(
+                f"events={params['events']} must lie between visitors x min_visitor_events "
+                f"({params['visitors'] * low}) and visitors x max_visitor_events "
+                f"({params['visitors'] * high})"
+            )
+        active = params["items"] * params["items_with_events_share"]
+        if high > 0.9 * active:
+            raise ValueError(
+                f"max_visitor_events={high} needs more items with events than ~{active:.0f} "
+                "(items x items_with_events_share): a visitor never sees an item twice"
+            )
     if not 1 <= params["category_depth"] <= 5:
         raise ValueError(f"category_depth must be in 1..5; got {params['category_depth']}")
     if params["categories"] < params["category_roots"]:
@@ -348,11 +464,12 @@ def generate(
     Args:
       out_dir: folder to write (created if missing; the generator's files are overwritten).
       preset: one of `PRESETS`: ``tiny`` (tests), ``default``, ``full`` (real scale),
-        ``repeat-heavy``, ``discovery-heavy``.
+        ``repeat-heavy``, ``discovery-heavy``, ``repeat-purchase``, ``never-return``.
       seed: random seed; the same arguments give byte-identical files.
       visitors: number of visitors (overrides the preset).
       items: number of catalogue items with properties (overrides the preset).
-      events: number of event rows (overrides the preset; the realised count is within ~1%).
+      events: number of event rows (overrides the preset; the realised count is within ~1%, for
+        repeat-purchase within a few %).
       **overrides: other preset parameters, e.g. ``repeat_prob=0.5``, ``new_item_share=0.2``.
 
     Returns:
@@ -376,7 +493,12 @@ def generate(
         int(params["category_depth"]),
     )
     catalogue = _make_catalogue(_rng(seed, _STAGE_ITEMS), tree, params)
-    ev = _make_events(
+    make_events = {
+        MODE_BROWSE: _make_events,
+        MODE_PURCHASE: _make_purchase_events,
+        MODE_NEVER_RETURN: _make_never_return_events,
+    }[params.get("mode", MODE_BROWSE)]
+    ev = make_events(
         _rng(seed, _STAGE_VISITORS), _rng(seed, _STAGE_EVENTS), tree, catalogue, params
     )
 
@@ -584,8 +706,7 @@ def _make_catalogue(rng: np.random.Generator, tree: dict[str, Any], params: dict
 
     # Popularity: a Zipf law over a random subset of the catalogue; the subset's size is solved so
     # that the expected number of distinct items with events matches the requested share.
-    views = _view_target(params)
-    n_active = _solve_active_items(params, views)
+    n_active = _solve_active_items(params, _fresh_draws(params))
     active = rng.choice(n_items, size=n_active, replace=False)
     offset = float(params["popularity_offset"])
     weight = np.zeros(n_items, dtype=np.float64)
@@ -658,16 +779,28 @@ def _view_target(params: dict) -> int:
     return n - round(n * params["addtocart_share"]) - round(n * params["transaction_share"])
 
 
-def _solve_active_items(params: dict, views: int) -> int:
+def _fresh_draws(params: dict) -> float:
+    """About how many independent popularity draws the event model makes (see `_solve_active_items`)."""
+    mode = params.get("mode", MODE_BROWSE)
+    if mode == MODE_PURCHASE:  # the staple sets and the exploring purchases
+        buys = params["events"] * params["transaction_share"]
+        explore = 1.0 - params["rebuy_prob"] - params["staple_prob"]
+        return (params["visitors"] * params["staples"] + buys * explore) * 0.8
+    if mode == MODE_NEVER_RETURN:  # every event is a new item of its visitor
+        return float(params["events"])
+    # Visitors concentrate on their interests, so draws are less spread than independent ones.
+    return _view_target(params) * (1.0 - 0.5 * params["repeat_prob"]) * 0.8
+
+
+def _solve_active_items(params: dict, fresh: float) -> int:
     """Number of items given a popularity weight so that ~items_with_events_share get events.
 
     The expected number of distinct items hit by F independent popularity draws is
-    sum_i 1 - exp(-F p_i); F counts the fresh (non-repeat) views. Bisection on the Zipf support size.
+    sum_i 1 - exp(-F p_i); F counts the fresh draws (`_fresh_draws`, e.g. the non-repeat views).
+    Bisection on the Zipf support size.
     """
     n_items = params["items"]
     target = params["items_with_events_share"] * n_items
-    # Visitors concentrate on their interests, so draws are less spread than independent ones.
-    fresh = views * (1.0 - 0.5 * params["repeat_prob"]) * 0.8
 
     def expected(n: int) -> float:
         offset = float(params["popularity_offset"])
@@ -689,6 +822,78 @@ def _solve_active_items(params: dict, views: int) -> int:
 # ---------------------------------------------------------------- events
 
 
+class _Samplers:
+    """The item and category samplers shared by the event models (built once, no randomness).
+
+    Items are drawn by popularity weight: over all items (``by_all``), within a category
+    (``by_category``, group = category) or within a (category, topic) pair (``by_topic``, group =
+    category * n_topics + topic); categories by their items' total weight globally (``cat_global``)
+    or within a family (``cat_family``). ``anchor[c]`` is category c's most popular item of the
+    first snapshot (or the catalogue's): the fallback when every draw hits an item not yet introduced.
+    """
+
+    def __init__(self, tree: dict[str, Any], cat: dict[str, Any]):
+        w = cat["weight"]
+        items = np.arange(len(w))
+        category, topic = cat["category"], cat["topic"]
+        self.n_topics = n_topics = len(cat["topic_root"])
+        self.by_category = _GroupSampler(category, w, items)
+        self.by_topic = _GroupSampler(category * n_topics + topic, w, items)
+        self.by_all = _GroupSampler(np.zeros_like(items), w, items)
+        cat_pop = np.bincount(category, weights=w, minlength=len(tree["id"]))
+        cats = np.arange(len(cat_pop))
+        self.cat_global = _GroupSampler(np.zeros_like(cats), cat_pop, cats)
+        self.cat_family = _GroupSampler(tree["family"], cat_pop, cats)
+        first = np.flatnonzero((cat["intro_week"] == 0) & (w > 0))
+        anchor = np.full(len(cat_pop), first[np.argmax(w[first])], dtype=np.int64)
+        order = np.lexsort((-w[first], category[first]))
+        heads = first[order][np.unique(category[first][order], return_index=True)[1]]
+        anchor[category[heads]] = heads
+        self.anchor = anchor
+
+    def taste_pick(
+        self, rng: np.random.Generator, c: np.ndarray, tp: np.ndarray, taste: np.ndarray
+    ) -> np.ndarray:
+        """Items of categories c: of topic tp where ``taste`` is set and the pair has items, else
+        by popularity in the category (-1 where the category has no item)."""
+        pair = c * self.n_topics + tp
+        item = self.by_topic.sample(pair, rng.random(len(c)))
+        by_cat = self.by_category.sample(c, rng.random(len(c)))
+        return np.where(taste & (item >= 0), item, by_cat)
+
+
+def _interests(
+    vrng: np.random.Generator,
+    n_vis: int,
+    tree: dict[str, Any],
+    cat: dict[str, Any],
+    smp: _Samplers,
+    params: dict,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each visitor's interests: (count 1..3, [n, 3] categories, [n, 3] taste topics).
+
+    The first interest is a category drawn by popularity; the others lie in its family with
+    ``interest_cluster_prob``. Each interest has a taste topic (brand loyalty: one in the same
+    department as the first often keeps the first's topic).
+    """
+    n_int = vrng.choice([1, 2, 3], size=n_vis, p=[0.5, 0.3, 0.2])
+    int_cat = np.empty((n_vis, 3), dtype=np.int64)
+    zeros = np.zeros(n_vis, dtype=np.int64)
+    int_cat[:, 0] = smp.cat_global.sample(zeros, vrng.random(n_vis))
+    for j in (1, 2):
+        near = smp.cat_family.sample(tree["family"][int_cat[:, 0]], vrng.random(n_vis))
+        far = smp.cat_global.sample(zeros, vrng.random(n_vis))
+        int_cat[:, j] = np.where(vrng.random(n_vis) < params["interest_cluster_prob"], near, far)
+    int_topic = np.empty((n_vis, 3), dtype=np.int64)
+    for j in range(3):
+        int_topic[:, j] = cat["topic"][smp.by_category.sample(int_cat[:, j], vrng.random(n_vis))]
+    # Brand loyalty: an interest in the same department as the first keeps the first's topic.
+    same_root = tree["root"][int_cat] == tree["root"][int_cat[:, :1]]
+    loyal = same_root & (vrng.random((n_vis, 3)) < 0.7)
+    int_topic = np.where(loyal, int_topic[:, :1], int_topic)
+    return n_int, int_cat, int_topic
+
+
 def _make_events(
     vrng: np.random.Generator,
     rng: np.random.Generator,
@@ -702,24 +907,10 @@ def _make_events(
     period = END_MS - _END_MARGIN_MS - START_MS
 
     # -- samplers over the items that have a popularity weight
-    w = cat["weight"]
-    items = np.arange(len(w))
-    category, topic = cat["category"], cat["topic"]
-    n_topics = len(cat["topic_root"])
-    by_category = _GroupSampler(category, w, items)
-    by_topic = _GroupSampler(category * n_topics + topic, w, items)
-    by_all = _GroupSampler(np.zeros_like(items), w, items)
-    cat_pop = np.bincount(category, weights=w, minlength=len(tree["id"]))
-    cats = np.arange(len(cat_pop))
-    cat_global = _GroupSampler(np.zeros_like(cats), cat_pop, cats)
-    cat_family = _GroupSampler(tree["family"], cat_pop, cats)
-    # Fallback when every draw hits an item not yet introduced: the category's most popular item
-    # of the first snapshot (or the catalogue's).
-    first = np.flatnonzero((cat["intro_week"] == 0) & (w > 0))
-    anchor = np.full(len(cat_pop), first[np.argmax(w[first])], dtype=np.int64)
-    order = np.lexsort((-w[first], category[first]))
-    heads = first[order][np.unique(category[first][order], return_index=True)[1]]
-    anchor[category[heads]] = heads
+    smp = _Samplers(tree, cat)
+    topic, n_topics = cat["topic"], smp.n_topics
+    by_category, by_topic, by_all = smp.by_category, smp.by_topic, smp.by_all
+    cat_family, anchor = smp.cat_family, smp.anchor
 
     # -- visitors: activity, interests, lifetime
     cap = max(20, int(n_views**0.55))
@@ -734,20 +925,7 @@ def _make_events(
         n_ev -= np.bincount(
             extra[vrng.choice(len(extra), size=-diff, replace=False)], minlength=n_vis
         )
-    n_int = vrng.choice([1, 2, 3], size=n_vis, p=[0.5, 0.3, 0.2])
-    int_cat = np.empty((n_vis, 3), dtype=np.int64)
-    int_cat[:, 0] = cat_global.sample(np.zeros(n_vis, dtype=np.int64), vrng.random(n_vis))
-    for j in (1, 2):
-        near = cat_family.sample(tree["family"][int_cat[:, 0]], vrng.random(n_vis))
-        far = cat_global.sample(np.zeros(n_vis, dtype=np.int64), vrng.random(n_vis))
-        int_cat[:, j] = np.where(vrng.random(n_vis) < params["interest_cluster_prob"], near, far)
-    int_topic = np.empty((n_vis, 3), dtype=np.int64)
-    for j in range(3):
-        int_topic[:, j] = topic[by_category.sample(int_cat[:, j], vrng.random(n_vis))]
-    # Brand loyalty: an interest in the same department as the first keeps the first's topic.
-    same_root = tree["root"][int_cat] == tree["root"][int_cat[:, :1]]
-    loyal = same_root & (vrng.random((n_vis, 3)) < 0.7)
-    int_topic = np.where(loyal, int_topic[:, :1], int_topic)
+    n_int, int_cat, int_topic = _interests(vrng, n_vis, tree, cat, smp, params)
     drift_key = vrng.integers(0, 2**62, size=n_vis)
 
     # -- sessions: a visitor's next event starts a new session with session_new_prob
@@ -976,6 +1154,341 @@ def _make_events(
         "visitor": vis[order],
         "visitor_id": vrng.permutation(n_vis).astype(np.int64),  # dense ids like the real ones
         "item": it[order],
+        "event": kind[order],
+        "transactionid": txid[order],
+    }
+
+
+# ---------------------------------------------------------------- events: purchase mode
+
+
+def _make_purchase_events(
+    vrng: np.random.Generator,
+    rng: np.random.Generator,
+    tree: dict[str, Any],
+    cat: dict[str, Any],
+    params: dict,
+) -> dict[str, np.ndarray]:
+    """Households, shopping trips and baskets (``mode="purchase"``); arrays as `_make_events`.
+
+    A household shops over (most of) the whole period, at trip times of a Poisson process whose rate
+    is its lognormal activity. Every trip buys a basket of 1 + Poisson(basket_mean - 1) distinct
+    items, all with the trip's one transaction time and id; some bought items also get an add-to-cart
+    (and a view before it) during the trip. Each basket item is, with ``rebuy_prob``, a copy of a
+    uniformly drawn earlier purchase of the household (so an item is re-bought in proportion to how
+    often it was bought before: a Polya urn), with ``staple_prob`` a draw from the household's staple
+    set (weighted; popular items and items of its interests), and otherwise an exploration: an item
+    of an interest category (or a neighbouring one), by topic taste and popularity, or a globally
+    popular one.
+    """
+    n_vis = params["visitors"]
+    period = END_MS - _END_MARGIN_MS - START_MS
+    smp = _Samplers(tree, cat)
+    intro_ms = START_MS + cat["intro_week"] * WEEK_MS
+    n_buy = round(params["events"] * params["transaction_share"])
+    n_cart_target = round(params["events"] * params["addtocart_share"])
+    n_view_target = params["events"] - n_buy - n_cart_target
+    basket_mean = float(params["basket_mean"])
+
+    # -- households: when they shop (most over the whole period, a churn_share only a part of it),
+    # how often (lognormal activity x time span), their interests and their staples.
+    edge = vrng.uniform(0.0, 0.05, size=(n_vis, 2))
+    span_lo, span_hi = edge[:, 0], 1.0 - edge[:, 1]
+    churn = vrng.random(n_vis) < params["churn_share"]
+    length = vrng.uniform(0.2, 0.7, size=n_vis)
+    begin = vrng.random(n_vis) * (1.0 - length)
+    span_lo = np.where(churn, begin, span_lo)
+    span_hi = np.where(churn, begin + length, span_hi)
+    rate = vrng.lognormal(0.0, params["activity_sigma"], size=n_vis) * (span_hi - span_lo)
+    extra_trips = max(0.0, n_buy / basket_mean - n_vis)
+    n_trips = 1 + vrng.poisson(rate / rate.sum() * extra_trips)
+    n_int, int_cat, int_topic = _interests(vrng, n_vis, tree, cat, smp, params)
+    # Staples: a weighted personal set; a share of them are globally popular products.
+    n_staples = 1 + vrng.poisson(max(0.0, params["staples"] - 1.0), size=n_vis)
+    st_vis = np.repeat(np.arange(n_vis), n_staples)
+    st_rank, _ = _group_rank(st_vis)
+    k = st_rank % n_int[st_vis]
+    taste = vrng.random(len(st_vis)) < params["taste_prob"]
+    st_item = smp.taste_pick(vrng, int_cat[st_vis, k], int_topic[st_vis, k], taste)
+    glob = smp.by_all.sample(np.zeros(len(st_vis), dtype=np.int64), vrng.random(len(st_vis)))
+    st_item = np.where(
+        (vrng.random(len(st_vis)) < params["staple_global_share"]) | (st_item < 0), glob, st_item
+    )
+    staples = _GroupSampler(st_vis, vrng.gamma(0.7, size=len(st_vis)) + 1e-9, st_item)
+
+    # -- trips: uniform over the household's span (a Poisson process), time of day redrawn.
+    trip_vis = np.repeat(np.arange(n_vis), n_trips)
+    n_trip = len(trip_vis)
+    t = START_MS + (span_lo[trip_vis] + rng.random(n_trip) * (span_hi - span_lo)[trip_vis]) * period
+    t = _redraw_time_of_day(rng, t, period)
+    trip_t = t[np.lexsort((t, trip_vis))].astype(np.int64)  # trip_vis is sorted already
+
+    # -- basket slots, ordered by household and trip; `prior` counts the household's slots in
+    # earlier trips (what a re-buy can copy).
+    size = 1 + rng.poisson(max(0.0, basket_mean - 1.0), size=n_trip)
+    slot_trip = np.repeat(np.arange(n_trip), size)
+    n = len(slot_trip)
+    slot_vis = trip_vis[slot_trip]
+    trip_first = np.cumsum(size) - size
+    _, hh_first = _group_rank(slot_vis)
+    prior = trip_first[slot_trip] - hh_first
+    # Times inside a trip: items put in the cart a minute or so apart, then one checkout.
+    step = np.clip(rng.lognormal(np.log(40_000.0), 0.8, size=n), 3_000, 900_000).astype(np.int64)
+    cstep = np.cumsum(step)
+    offset = cstep - cstep[trip_first][slot_trip]
+    checkout = np.clip(rng.lognormal(np.log(120_000.0), 0.8, size=n_trip), 10_000, 1_800_000)
+    trip_end = trip_t + offset[trip_first + size - 1] + checkout.astype(np.int64)
+    late = np.maximum(0, trip_end - (START_MS + period))
+    trip_t -= late
+    trip_end -= late
+    slot_t = trip_t[slot_trip] + offset
+
+    # -- what each slot buys: a re-buy (copy of an earlier slot), a staple or an exploration.
+    u = rng.random(n)
+    rebuy_p, staple_p = params["rebuy_prob"], params["staple_prob"]
+    copy = (prior > 0) & (u < rebuy_p)
+    staple = ~copy & (u < rebuy_p + staple_p)  # a first trip's would-be re-buys are staples too
+    src = hh_first + np.floor(rng.random(n) * prior).astype(np.int64)
+    explore = _explore_items(
+        rng, smp, slot_vis, slot_t, n_int, int_cat, int_topic, tree, cat, params
+    )
+    st = staples.sample(slot_vis, rng.random(n))
+    st_ok = staple & (st >= 0) & (intro_ms[np.maximum(st, 0)] <= slot_t)
+    fresh = np.where(st_ok, st, explore)
+    ptr = np.where(copy, src, np.arange(n))
+    while True:  # pointer jumping: a copy of a copy is a copy of the first purchase
+        nxt = ptr[ptr]
+        if np.array_equal(nxt, ptr):
+            break
+        ptr = nxt
+    item = fresh[ptr]
+    # A basket holds an item once: a second pick of it explores instead (twice), else is dropped.
+    n_items = len(cat["weight"])
+    for attempt in range(3):
+        key = slot_trip * n_items + item
+        by_key = np.lexsort((np.arange(n), key))
+        dup = np.zeros(n, dtype=bool)
+        dup[by_key[1:]] = key[by_key[1:]] == key[by_key[:-1]]
+        if attempt == 2 or not dup.any():
+            break
+        redo = np.flatnonzero(dup)
+        item[redo] = _explore_items(
+            rng, smp, slot_vis[redo], slot_t[redo], n_int, int_cat, int_topic, tree, cat, params
+        )
+    keep = ~dup
+    slot_trip, slot_vis, slot_t, item = slot_trip[keep], slot_vis[keep], slot_t[keep], item[keep]
+    n = len(item)
+
+    # -- events: every slot is bought at the trip's end; some are put in the cart (and viewed
+    # before) during the trip.
+    has_cart = rng.random(n) < min(1.0, n_cart_target / max(n, 1))
+    has_view = rng.random(n) < min(1.0, n_view_target / max(n, 1))
+    view_lead = np.clip(rng.lognormal(np.log(15_000.0), 0.7, size=n), 1_000, 120_000)
+    txid_of_trip = np.empty(n_trip, dtype=np.int64)
+    txid_of_trip[np.lexsort((np.arange(n_trip), trip_end))] = np.arange(n_trip)
+    used = np.zeros(n_trip, dtype=bool)
+    used[slot_trip] = True
+    dense = np.cumsum(used[np.argsort(txid_of_trip)]) - 1  # ids stay dense after the drops
+    txid = dense[txid_of_trip[slot_trip]]
+    ts = np.concatenate(
+        [
+            slot_t[has_view] - view_lead[has_view].astype(np.int64),
+            slot_t[has_cart],
+            trip_end[slot_trip],
+        ]
+    )
+    vis = np.concatenate([slot_vis[has_view], slot_vis[has_cart], slot_vis])
+    it = np.concatenate([item[has_view], item[has_cart], item])
+    kind = np.concatenate(
+        [
+            np.full(int(has_view.sum()), _VIEW, dtype=np.int8),
+            np.full(int(has_cart.sum()), _CART, dtype=np.int8),
+            np.full(n, _TRANSACTION, dtype=np.int8),
+        ]
+    )
+    tx = np.concatenate([np.full(int(has_view.sum() + has_cart.sum()), -1, dtype=np.int64), txid])
+    ts = np.maximum(ts, START_MS)
+    order = np.lexsort((it, kind, vis, ts))
+    return {
+        "timestamp": ts[order],
+        "visitor": vis[order],
+        "visitor_id": vrng.permutation(n_vis).astype(np.int64),
+        "item": it[order],
+        "event": kind[order],
+        "transactionid": tx[order],
+    }
+
+
+def _explore_items(
+    rng: np.random.Generator,
+    smp: _Samplers,
+    vis: np.ndarray,
+    t: np.ndarray,
+    n_int: np.ndarray,
+    int_cat: np.ndarray,
+    int_topic: np.ndarray,
+    tree: dict[str, Any],
+    cat: dict[str, Any],
+    params: dict,
+) -> np.ndarray:
+    """A new item for each (visitor, time): in one of the visitor's interest categories (or, with
+    ``explore_family_prob``, a category of its family), of the interest's taste topic with
+    ``taste_prob``; with ``global_pick_prob`` by global popularity. Always an introduced item."""
+    n = len(vis)
+    intro_ms = START_MS + cat["intro_week"] * WEEK_MS
+    k = np.floor(rng.random(n) * n_int[vis]).astype(np.int64)
+    c = int_cat[vis, k]
+    near = smp.cat_family.sample(tree["family"][c], rng.random(n))
+    c = np.where((rng.random(n) < params["explore_family_prob"]) & (near >= 0), near, c)
+    item = smp.taste_pick(rng, c, int_topic[vis, k], rng.random(n) < params["taste_prob"])
+    glob = smp.by_all.sample(np.zeros(n, dtype=np.int64), rng.random(n))
+    item = np.where((rng.random(n) < params["global_pick_prob"]) | (item < 0), glob, item)
+    for _ in range(3):  # not yet introduced: another item of the category
+        bad = (item < 0) | (intro_ms[np.maximum(item, 0)] > t)
+        if not bad.any():
+            break
+        item = np.where(bad, smp.by_category.sample(c, rng.random(n)), item)
+    bad = (item < 0) | (intro_ms[np.maximum(item, 0)] > t)
+    return np.where(bad, smp.anchor[c], item)
+
+
+def _redraw_time_of_day(rng: np.random.Generator, t: np.ndarray, period: int) -> np.ndarray:
+    """Keeps each time's day and redraws its time of day (`_time_of_day`), inside the period."""
+    day = np.floor((t - _MIDNIGHT0_MS) / DAY_MS)
+    t = _MIDNIGHT0_MS + day * DAY_MS + _time_of_day(rng, len(t))
+    t = np.where(t < START_MS, t + DAY_MS, t)
+    return np.where(t > START_MS + period, t - DAY_MS, t)
+
+
+# ---------------------------------------------------------------- events: never-return mode
+
+
+def _make_never_return_events(
+    vrng: np.random.Generator,
+    rng: np.random.Generator,
+    tree: dict[str, Any],
+    cat: dict[str, Any],
+    params: dict,
+) -> dict[str, np.ndarray]:
+    """Visitors who never touch an item twice (``mode="never-return"``); arrays as `_make_events`.
+
+    A visitor has min_visitor_events..max_visitor_events events (a truncated power law) in sessions
+    over a lifetime. Its items are a draw without replacement (Gumbel top-k, in chunks of visitors)
+    with weights popularity x taste, where taste is a weak boost (``taste_boost``) of its interest
+    categories and their family; every item then lands in a random session of the visitor at or after
+    the item's introduction, so popularity is the same before and after the cutoff. Event types are
+    drawn per event (each a single event: there is no view -> cart -> purchase funnel on one item);
+    the purchases of a session share a time and a transaction id.
+    """
+    n_vis = params["visitors"]
+    period = END_MS - _END_MARGIN_MS - START_MS
+    smp = _Samplers(tree, cat)
+    intro_ms = START_MS + cat["intro_week"] * WEEK_MS
+    low, high = int(params["min_visitor_events"]), int(params["max_visitor_events"])
+    target = int(params["events"])
+
+    # -- activity: low - 1 + truncated zeta, then nudged to the requested total within the bounds.
+    n_ev = low - 1 + _truncated_zeta(vrng, n_vis, target / n_vis - (low - 1), high - low + 1)
+    for _ in range(8):
+        diff = target - int(n_ev.sum())
+        if diff > 0:
+            p = n_ev * (n_ev < high)
+            n_ev = np.minimum(
+                high,
+                n_ev + np.bincount(vrng.choice(n_vis, size=diff, p=p / p.sum()), minlength=n_vis),
+            )
+        elif diff < 0:
+            extra = np.repeat(np.arange(n_vis), n_ev - low)
+            take = vrng.choice(len(extra), size=min(-diff, len(extra)), replace=False)
+            n_ev -= np.bincount(extra[take], minlength=n_vis)
+        else:
+            break
+    n_int, int_cat, _ = _interests(vrng, n_vis, tree, cat, smp, params)
+
+    # -- sessions over a lifetime that grows with the number of sessions.
+    n_sess_v = 1 + rng.binomial(n_ev - 1, params["session_new_prob"])
+    lifetime = np.minimum(
+        period * 0.98,
+        DAY_MS * params["lifetime_days"] * np.sqrt(n_sess_v) * rng.lognormal(0.0, 0.7, size=n_vis),
+    )
+    t0 = START_MS + (period - lifetime) * _trend_inverse(rng.random(n_vis), params["trend"])
+    sess_vis = np.repeat(np.arange(n_vis), n_sess_v)
+    t = t0[sess_vis] + rng.random(len(sess_vis)) * lifetime[sess_vis]
+    t = _redraw_time_of_day(rng, t, period)
+    sess_t = t[np.lexsort((t, sess_vis))].astype(np.int64)
+    sess_end = np.cumsum(n_sess_v)
+    last_start = sess_t[sess_end - 1]
+
+    # -- items: popularity x weak taste, without replacement, only items introduced by the
+    # visitor's last session.
+    act = np.flatnonzero(cat["weight"] > 0)
+    log_w = np.log(cat["weight"][act])
+    act_cat = cat["category"][act]
+    act_family = tree["family"][act_cat]
+    boost = float(params["taste_boost"])
+    rows = max(1, 2_000_000 // len(act))
+    ev_vis: list[np.ndarray] = []
+    ev_item: list[np.ndarray] = []
+    for lo in range(0, n_vis, rows):  # chunks of visitors: bounded memory
+        v = np.arange(lo, min(n_vis, lo + rows))
+        in_cat = np.zeros((len(v), len(act)), dtype=bool)
+        in_family = np.zeros((len(v), len(act)), dtype=bool)
+        for j in range(3):
+            on = (j < n_int[v])[:, None]
+            in_cat |= on & (act_cat[None, :] == int_cat[v, j][:, None])
+            in_family |= on & (act_family[None, :] == tree["family"][int_cat[v, j]][:, None])
+        taste = 1.0 + boost * in_cat + 0.25 * boost * in_family
+        key = log_w[None, :] + np.log(taste) + rng.gumbel(size=taste.shape)
+        key[intro_ms[act][None, :] > last_start[v][:, None]] = -np.inf
+        order = np.argsort(-key, axis=1, kind="stable")
+        take = np.arange(len(act))[None, :] < n_ev[v][:, None]
+        take &= np.isfinite(np.take_along_axis(key, order, axis=1))
+        ev_vis.append(np.broadcast_to(v[:, None], take.shape)[take])
+        ev_item.append(act[order[take]])
+    vis = np.concatenate(ev_vis)
+    item = np.concatenate(ev_item)
+    m = len(vis)
+
+    # -- each event in a random session at or after its item's introduction.
+    shift = np.int64(36)  # session keys: visitor in the high bits, time since START_MS below
+    sess_key = (sess_vis.astype(np.int64) << shift) + (sess_t - START_MS)
+    need = (vis.astype(np.int64) << shift) + np.maximum(intro_ms[item] - START_MS, 0)
+    first_ok = np.searchsorted(sess_key, need, side="left")
+    end = sess_end[vis]
+    sess = first_ok + np.floor(rng.random(m) * (end - first_ok)).astype(np.int64)
+    # Events inside a session a minute or so apart, in random order; shifted to end in the period.
+    by_sess = np.lexsort((rng.random(m), sess))
+    vis, item, sess = vis[by_sess], item[by_sess], sess[by_sess]
+    step = np.clip(rng.lognormal(np.log(50_000.0), 1.0, size=m), 2_000, 1_800_000).astype(np.int64)
+    rank, start = _group_rank(sess)
+    step[rank == 0] = 0
+    cstep = np.cumsum(step)
+    offset = cstep - cstep[start]
+    dur = np.zeros(len(sess_t), dtype=np.int64)
+    np.maximum.at(dur, sess, offset)
+    sess_t = sess_t - np.maximum(0, sess_t + dur - (START_MS + period))
+    ts = sess_t[sess] + offset
+
+    # -- event types: single events; a session's purchases share one time and transaction id.
+    u = rng.random(m)
+    kind = np.full(m, _VIEW, dtype=np.int8)
+    kind[u < params["addtocart_share"] + params["transaction_share"]] = _CART
+    kind[u < params["transaction_share"]] = _TRANSACTION
+    is_tx = kind == _TRANSACTION
+    tx_sess, grp = np.unique(sess[is_tx], return_inverse=True)
+    grp_t = np.zeros(len(tx_sess), dtype=np.int64)
+    np.maximum.at(grp_t, grp, ts[is_tx])
+    ts[is_tx] = grp_t[grp]
+    txid_of_grp = np.empty(len(tx_sess), dtype=np.int64)
+    txid_of_grp[np.lexsort((tx_sess, grp_t))] = np.arange(len(tx_sess))
+    txid = np.full(m, -1, dtype=np.int64)
+    txid[is_tx] = txid_of_grp[grp]
+    order = np.lexsort((item, kind, vis, ts))
+    return {
+        "timestamp": ts[order],
+        "visitor": vis[order],
+        "visitor_id": vrng.permutation(n_vis).astype(np.int64),
+        "item": item[order],
         "event": kind[order],
         "transactionid": txid[order],
     }

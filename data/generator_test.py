@@ -57,7 +57,10 @@ def _latest(properties: pd.DataFrame, name: str) -> pd.Series:
 def _eval_repeat_share(folder: Path) -> float:
     """Share of eval events (after the cutoff, visitors with train events) whose item the visitor
     had in train: what the recently-viewed baseline can at best recall."""
-    ev = pd.read_csv(folder / RAW_EVENTS_FILE)
+    return _eval_repeat_share_of(pd.read_csv(folder / RAW_EVENTS_FILE))
+
+
+def _eval_repeat_share_of(ev: pd.DataFrame) -> float:
     train = ev[ev.timestamp <= CUTOFF_MS]
     test = ev[(ev.timestamp > CUTOFF_MS) & ev.visitorid.isin(train.visitorid)]
     seen = set(zip(train.visitorid, train.itemid, strict=True))
@@ -314,5 +317,144 @@ def test_explicit_sizes_and_overrides(tmp_path):
     ],
 )
 def test_bad_arguments_are_rejected_with_the_bad_value(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        generator.generate(tmp_path, **kwargs)
+
+
+# ---------------------------------------------------------------- the purchase and never-return modes
+
+# A small grocery log: 300 households with ~100 events each over the whole period.
+PURCHASE_SMALL = {"visitors": 300, "events": 30_000, "items": 3_000, "categories": 80, "topics": 40}
+
+
+@pytest.fixture(scope="module")
+def purchase(tmp_path_factory) -> tuple[pd.DataFrame, dict]:
+    out = tmp_path_factory.mktemp("purchase")
+    counts = generator.generate(out, preset="repeat-purchase", seed=0, **PURCHASE_SMALL)
+    return pd.read_csv(out / RAW_EVENTS_FILE), counts
+
+
+@pytest.fixture(scope="module")
+def never_return(tmp_path_factory) -> tuple[pd.DataFrame, dict]:
+    out = tmp_path_factory.mktemp("never_return")
+    counts = generator.generate(out, preset="never-return", seed=0)  # the preset's size: ~0.5 s
+    return pd.read_csv(out / RAW_EVENTS_FILE), counts
+
+
+def test_repeat_purchase_baskets_share_one_time_and_id(purchase):
+    events, counts = purchase
+    assert counts["visitors"] == PURCHASE_SMALL["visitors"]
+    assert abs(counts["events"] - PURCHASE_SMALL["events"]) < 0.05 * PURCHASE_SMALL["events"]
+    tx = events[events.event == TRANSACTION]
+    per_tx = tx.groupby("transactionid").agg(
+        visitors=("visitorid", "nunique"),
+        times=("timestamp", "nunique"),
+        items=("itemid", "size"),
+        distinct=("itemid", "nunique"),
+    )
+    assert (per_tx.visitors == 1).all() and (per_tx.times == 1).all()
+    assert (per_tx["items"] == per_tx.distinct).all()  # an item once per basket
+    assert per_tx["items"].mean() > 3.5 and per_tx["items"].max() >= 8  # several items per trip
+    # Add-to-carts and views happen during the trip, before its checkout.
+    checkout = tx.set_index(["visitorid", "itemid"]).timestamp.groupby(level=[0, 1]).max()
+    carts = events[events.event == CART]
+    after = checkout.reindex(pd.MultiIndex.from_frame(carts[["visitorid", "itemid"]]))
+    assert after.notna().all()
+
+
+def test_repeat_purchase_transactions_dominate(purchase):
+    share = purchase[0].event.value_counts(normalize=True)
+    assert share[TRANSACTION] > 0.6
+    assert share[TRANSACTION] > share.drop(TRANSACTION).sum()
+
+
+def test_repeat_purchase_households_rebuy_by_frequency(purchase):
+    events, _ = purchase
+    tx = events[events.event == TRANSACTION]
+    bought = tx.groupby(["visitorid", "itemid"]).transactionid.nunique()
+    assert (bought >= 2).mean() > 0.2  # many (household, item) pairs are bought again
+    assert bought.max() >= 10  # staples, bought over and over
+    # The more often an item was bought before the cutoff, the likelier it is bought after it.
+    train = tx[tx.timestamp <= CUTOFF_MS].groupby(["visitorid", "itemid"]).size()
+    after = tx[tx.timestamp > CUTOFF_MS]
+    later = set(zip(after.visitorid, after.itemid, strict=True))
+    again = pd.Series([key in later for key in train.index], index=train.index)
+    once, often = again[train == 1].mean(), again[train >= 4].mean()
+    assert often > 2 * once, (once, often)
+    # About 45% of the eval events are items the household had before the cutoff.
+    assert 0.3 <= _eval_repeat_share_of(events) <= 0.6
+
+
+def test_repeat_purchase_households_span_many_weeks(purchase):
+    events, _ = purchase
+    assert events.timestamp.min() >= generator.START_MS
+    assert events.timestamp.max() < generator.END_MS
+    span_days = events.groupby("visitorid").timestamp.agg(
+        lambda t: (t.max() - t.min()) / 86_400_000
+    )
+    assert span_days.median() > 70  # not 12-day lifetimes: most shop over the whole period
+    trips = events[events.event == TRANSACTION].groupby("visitorid").transactionid.nunique()
+    assert trips.median() >= 6
+
+
+def test_never_return_has_no_repeated_visitor_item_pair(never_return):
+    events, counts = never_return
+    assert not events.duplicated(["visitorid", "itemid"]).any()
+    assert _eval_repeat_share_of(events) == 0.0
+    assert counts["events"] == generator.PRESETS["never-return"]["events"]
+    # Purchases of a session share one time and id, like real purchases.
+    per_tx = events[events.event == TRANSACTION].groupby("transactionid")
+    assert (per_tx.timestamp.nunique() == 1).all() and (per_tx.visitorid.nunique() == 1).all()
+
+
+def test_never_return_visitor_activity_is_heavy_tailed_within_bounds(never_return):
+    events, counts = never_return
+    params = generator.PRESETS["never-return"]
+    per_visitor = events.groupby("visitorid").size()
+    assert counts["visitors"] == len(per_visitor) == params["visitors"]
+    assert per_visitor.min() >= params["min_visitor_events"]
+    assert per_visitor.max() <= params["max_visitor_events"]
+    assert per_visitor.max() > 10 * per_visitor.median()  # a few visitors do most of it
+    assert 1_500 <= counts["items_with_events"] <= 1_900
+
+
+def test_never_return_popularity_predicts_eval_better_than_own_categories(never_return):
+    # Global popularity carries over the cutoff: the 50 most popular train items hold a clearly
+    # larger share of the eval events than 50 random train items.
+    events, _ = never_return
+    train = events[events.timestamp <= CUTOFF_MS]
+    test = events[(events.timestamp > CUTOFF_MS) & events.visitorid.isin(train.visitorid)]
+    top = train.itemid.value_counts().index[:50]
+    random50 = np.random.default_rng(0).choice(train.itemid.unique(), 50, replace=False)
+    assert test.itemid.isin(top).mean() > 2.5 * test.itemid.isin(random50).mean()
+
+
+@pytest.mark.parametrize(
+    ("preset", "sizes"),
+    [
+        ("repeat-purchase", {"visitors": 100, "events": 6_000, "items": 1_000, "categories": 40}),
+        ("never-return", {"visitors": 100, "events": 6_000}),
+    ],
+)
+def test_new_modes_are_reproducible(tmp_path, preset, sizes):
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        generator.generate(tmp_path / name, preset=preset, seed=seed, **sizes)
+    for name in (RAW_EVENTS_FILE, *generator.PROPERTIES_PART_FILES, generator.PROVENANCE_FILE):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert (tmp_path / "a" / RAW_EVENTS_FILE).read_bytes() != (
+        tmp_path / "c" / RAW_EVENTS_FILE
+    ).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"preset": "never-return", "events": 1_000}, "min_visitor_events"),
+        ({"preset": "never-return", "max_visitor_events": 5_000}, "max_visitor_events"),
+        ({"preset": "repeat-purchase", "rebuy_prob": 0.9, "staple_prob": 0.2}, "rebuy_prob"),
+        ({"preset": "tiny", "mode": "shop"}, "mode"),
+    ],
+)
+def test_bad_mode_arguments_are_rejected(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         generator.generate(tmp_path, **kwargs)
