@@ -104,3 +104,26 @@ HISTORY_BUCKETS = (
 TRAINING_SUMMARY_FILE = (
     "training_summary.json"  # the Trainer's model_run artifact (modules/trainer.py)
 )
+
+# ---------------------------------------------------------------- tuner
+# (modules/tuner.py; issue 14) The TFX Tuner (KerasTuner) between Transform and the Trainer: a
+# seeded random search on the validation window's Recall@50 (the Trainer's own window and
+# choices, never the eval split). Trial 1 is always the defaults above, so the search never picks
+# settings worse than them on the window. One trial costs about the Trainer's validated fit (70-90
+# s on the default data, 2 cores): 2 trials keep `make run` near 8 minutes.
+TUNE_TRIALS = 2
+TUNE_SEED = 0
+TUNE_OBJECTIVE = "val_recall_at_50"  # the KerasTuner objective: validation-window Recall@50
+# The search space: a few discrete values per setting around its default, which is always added to
+# the choices (history_items and profile_items: 0, all the transform's width, is the default).
+# Settings given explicitly (`retailrec run --set KEY=VALUE`) are not searched.
+TUNE_SPACE = {
+    "learning_rate": (0.0015, 0.003, 0.006),
+    "embedding_dim": (32, 64, 128),
+    "horizon_days": (7.0, 14.0, 28.0),
+    "history_items": (10, 20),  # of the MODEL_HISTORY_LENGTH (50) history items
+    "profile_items": (100, 250),  # of the MODEL_PROFILE_LENGTH (500) profile items
+}
+# Inside the best_hyperparameters artifact's JSON, beside KerasTuner's "space" and "values": every
+# trial's settings, validation Recall@50 and seconds (the artifact holds exactly one file).
+TUNE_LOG_KEY = "retailrec_tuning"
