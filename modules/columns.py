@@ -9,7 +9,7 @@ properties (NaN when missing). Every raw row the model sees goes through the tra
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from modules import features as F
 from modules import transform as T
 
 TRANSFORM_BATCH = 8192  # rows per call of the transform layer (and per TFRecord read)
-_STRING_COLUMNS = (F.EVENT, F.ITEM_TEXT, F.HISTORY)
+_STRING_COLUMNS = (F.EVENT, F.ITEM_TEXT, F.HISTORY, F.PROFILE)
 
 
 def column_kind(name: str) -> str:
@@ -190,17 +190,26 @@ def as_numpy(values: np.ndarray, dtype: tf.DType, fill: bool) -> np.ndarray:
     return values.astype(np.int64)
 
 
+def transform_chunks(
+    layer: Any, columns: dict[str, np.ndarray], raw_feature_spec: dict[str, Any]
+) -> Iterator[dict[str, np.ndarray]]:
+    """Applies the transform layer to raw columns in batches of ``TRANSFORM_BATCH`` rows; yields
+    each batch's transformed numpy arrays."""
+    n = len(next(iter(columns.values())))
+    for start in range(0, n, TRANSFORM_BATCH):
+        chunk = {name: values[start : start + TRANSFORM_BATCH] for name, values in columns.items()}
+        out = layer(to_raw_tensors(chunk, raw_feature_spec))
+        yield {name: value.numpy() for name, value in out.items()}
+
+
 def transform_columns(
     layer: Any, columns: dict[str, np.ndarray], raw_feature_spec: dict[str, Any]
 ) -> dict[str, np.ndarray]:
     """Applies the transform layer to raw columns in batches; returns transformed numpy arrays."""
-    n = len(next(iter(columns.values())))
     parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, n, TRANSFORM_BATCH):
-        chunk = {name: values[start : start + TRANSFORM_BATCH] for name, values in columns.items()}
-        out = layer(to_raw_tensors(chunk, raw_feature_spec))
+    for out in transform_chunks(layer, columns, raw_feature_spec):
         for name, value in out.items():
-            parts.setdefault(name, []).append(value.numpy())
+            parts.setdefault(name, []).append(value)
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 

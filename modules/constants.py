@@ -47,6 +47,9 @@ MODEL_EXAMPLES_PER_EVENT = 1
 MODEL_SEED = 0
 SERVING_TOP_K = 50
 MODEL_NEGATIVES = "in_batch"  # in_batch | history (see modules/model.py)
+MODEL_SEQUENCE = "events"  # events | distinct: what the user tower's encoder reads
+MODEL_HISTORY_ITEMS = 0  # items the encoder reads (0: the transform's whole width)
+MODEL_PROFILE_ITEMS = 0  # profile items the repeat term reads (0: the transform's whole width)
 # The validation window (DESIGN 5.6, modules/examples.py): the last days of train, evaluated like
 # the eval split, pick the epoch count and the repeat boost.
 MODEL_VALIDATION_DAYS = 7.0
@@ -113,6 +116,8 @@ TRAINING_SUMMARY_FILE = (
 # s on the default data, 2 cores): 2 trials keep `make run` near 8 minutes.
 TUNE_TRIALS = 2
 TUNE_SEED = 0
+TUNE_TRIALS_KEY = "tune_trials"  # the Tuner's custom_config: its number of trials ...
+TUNE_SEED_KEY = "tune_seed"  # ... and its seed (the rest is the Trainer's custom_config)
 TUNE_OBJECTIVE = "val_recall_at_50"  # the KerasTuner objective: validation-window Recall@50
 # The search space: a few discrete values per setting around its default, which is always added to
 # the choices (history_items and profile_items: 0, all the transform's width, is the default).

@@ -25,6 +25,8 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from modules import constants
 from modules import features as F
@@ -121,11 +123,18 @@ def states_at(
         out[name] = np.where(found, column, "" if values.dtype == object else 0)
         if values.dtype == object:
             out[name] = out[name].astype(object)
+    out[F.PROFILE] = np.full(len(visitors), "", dtype=object)
+    if found.any():
+        out[F.PROFILE][found] = _profiles(ordered, picked[found], constants.PROFILE_LENGTH)
     return out, found
 
 
 def _ordered_states(train: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Train rows sorted by (visitor, time, file order) with the state after each row."""
+    """Train rows sorted by (visitor, time, file order) with the state after each row.
+
+    The export writes a visitor's events of one millisecond in ``EVENT_ORDER`` (event rank, then
+    item id), so file order breaks the ties as the export's state does.
+    """
     visitors = train[F.VISITOR_ID]
     stamps = train[F.TIMESTAMP]
     n = len(visitors)
@@ -137,6 +146,8 @@ def _ordered_states(train: dict[str, np.ndarray]) -> dict[str, Any]:
     new_visitor = np.ones(n, dtype=bool)
     new_visitor[1:] = v[1:] != v[:-1]
     group_start = np.maximum.accumulate(np.where(new_visitor, np.arange(n), 0))
+    profile = _profile_rows(v, items, events, ts)
+    profile["group_start"] = group_start
     state = {}
     for name, event_type in zip(
         (F.USER_VIEWS, F.USER_ADDTOCARTS, F.USER_TRANSACTIONS), F.EVENT_TYPES, strict=True
@@ -150,7 +161,91 @@ def _ordered_states(train: dict[str, np.ndarray]) -> dict[str, Any]:
     state[F.HISTORY] = np.array(
         [f"{i} {h}" if h else str(i) for i, h in zip(items, history, strict=True)], dtype=object
     )
-    return {"visitor": v, "ts": ts, "state": state}
+    return {"visitor": v, "ts": ts, "state": state, "profile": profile}
+
+
+def _profile_rows(
+    visitors: np.ndarray, items: np.ndarray, events: np.ndarray, stamps: np.ndarray
+) -> dict[str, Any]:
+    """What the profile needs of each row r of the ordered train rows.
+
+    ``next_same[r]``: the visitor's next row with the same item (n when none): row r is the item's
+    last event in a state after row k (r <= k) exactly when ``next_same[r] > k``. ``token[r]``: the
+    item's profile token in such a state (its count and strongest event up to row r, r's time).
+    """
+    n = len(items)
+    rank = np.zeros(n, dtype=np.int64)
+    for code, name in enumerate(F.EVENT_TYPES):
+        rank[events == name] = code
+    by_pair = np.lexsort((np.arange(n), items, visitors))  # rows of one (visitor, item) in order
+    pv, pi = visitors[by_pair], items[by_pair]
+    new_pair = np.ones(n, dtype=bool)
+    new_pair[1:] = (pv[1:] != pv[:-1]) | (pi[1:] != pi[:-1])
+    pair_start = np.maximum.accumulate(np.where(new_pair, np.arange(n), 0))
+    next_same = np.full(n, n, dtype=np.int64)
+    follows = ~new_pair[1:]
+    next_same[by_pair[:-1][follows]] = by_pair[1:][follows]
+    count = np.empty(n, dtype=np.int64)
+    count[by_pair] = np.arange(n) - pair_start + 1
+    strongest = np.empty(n, dtype=np.int64)
+    # The running maximum of the event rank within each pair (ranks < 4; pairs never mix).
+    key = np.maximum.accumulate(np.cumsum(new_pair) * 4 + rank[by_pair])
+    strongest[by_pair] = key % 4
+    sep = F.PROFILE_SEPARATOR
+    token = pc.binary_join_element_wise(
+        pa.array(items.astype(str)),
+        pa.array(count.astype(str)),
+        pa.array(np.array(F.EVENT_TYPES, dtype=object)[strongest], type=pa.string()),
+        pa.array(np.asarray(stamps, dtype=np.int64).astype(str)),
+        sep,
+    )
+    return {"next_same": next_same, "token": token}
+
+
+_PROFILE_CHUNK = 1 << 17  # states whose profiles are gathered at once
+
+
+def _profiles(ordered: dict[str, Any], rows: np.ndarray, length: int) -> np.ndarray:
+    """The profile string (``features.PROFILE``) of the state after each of ``rows``.
+
+    The profile after row k is the visitor's rows r <= k with ``next_same[r] > k`` (each item's
+    last event), most recent first, at most ``length``: found by walking back from k in blocks of
+    offsets, vectorised over the states, until ``length`` items or the visitor's first row.
+    """
+    info = ordered["profile"]
+    next_same, token, first_row = info["next_same"], info["token"], info["group_start"]
+    out = np.empty(len(rows), dtype=object)
+    for lo in range(0, len(rows), _PROFILE_CHUNK):
+        k = np.asarray(rows[lo : lo + _PROFILE_CHUNK], dtype=np.int64)
+        start = first_row[k]
+        owners, picked, offsets = [], [], []
+        taken = np.zeros(k.size, dtype=np.int64)
+        active = np.arange(k.size)
+        offset, block = 0, 8
+        while active.size:
+            d = offset + np.arange(block)
+            r = k[active, None] - d[None, :]
+            inside = r >= start[active, None]
+            r = np.where(inside, r, 0)
+            keep = inside & (next_same[r] > k[active, None])
+            rank = np.cumsum(keep, axis=1) + taken[active, None]
+            keep &= rank <= length
+            a, j = np.nonzero(keep)
+            owners.append(active[a])
+            picked.append(r[a, j])
+            offsets.append(d[j])
+            taken[active] = np.minimum(rank[:, -1], length)
+            done = ~inside[:, -1] | (taken[active] >= length)
+            active = active[~done]
+            offset += block
+            block = min(block * 4, 4096)
+        owner = np.concatenate(owners)
+        row = np.concatenate(picked)
+        order = np.lexsort((np.concatenate(offsets), owner))
+        splits = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=k.size))])
+        lists = pa.ListArray.from_arrays(pa.array(splits, pa.int32()), token.take(row[order]))
+        out[lo : lo + k.size] = pc.binary_join(lists, " ").to_numpy(zero_copy_only=False)
+    return out
 
 
 def _cumsum_in_groups(values: np.ndarray, group_start: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from components.export import export
 from data.generator import generate
@@ -175,3 +176,36 @@ def test_popularity_as_of_the_window_start():
     assert (late[F.ITEM_POP_TRAIN][0], late[F.ITEM_POP_RECENT][0]) == (3, 0)
     mid = E.popularity_at(_window_log(), np.array([10]), T0 + 20 * DAY)
     assert (mid[F.ITEM_POP_TRAIN][0], mid[F.ITEM_POP_RECENT][0]) == (3, 2)
+
+
+@pytest.mark.parametrize("length", [3, 7, 500])
+def test_profiles_match_a_reference_walk(length):
+    """Each state's profile: its distinct items by last event, with count, strongest event, time."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    train = {
+        F.VISITOR_ID: rng.integers(0, 20, n),
+        F.ITEM_ID: rng.integers(0, 40, n),
+        F.TIMESTAMP: np.sort(rng.integers(0, 2000, n)) + 10**12,
+        F.EVENT: np.array(F.EVENT_TYPES, dtype=object)[rng.choice(3, n, p=[0.8, 0.15, 0.05])],
+        F.HISTORY: np.full(n, "", dtype=object),
+    }
+    ordered = E._ordered_states(train)
+    order = np.lexsort((np.arange(n), train[F.TIMESTAMP], train[F.VISITOR_ID]))
+    visitors = train[F.VISITOR_ID][order]
+    items, events, stamps = (train[c][order] for c in (F.ITEM_ID, F.EVENT, F.TIMESTAMP))
+    rows = rng.integers(0, n, 300)
+    for k, got in zip(rows, E._profiles(ordered, rows, length), strict=True):
+        first = k
+        while first > 0 and visitors[first - 1] == visitors[k]:
+            first -= 1
+        seen: dict[int, tuple[int, int, int]] = {}
+        for r in range(first, k + 1):
+            count, strongest, _ = seen.get(items[r], (0, 0, 0))
+            seen[items[r]] = (count + 1, max(strongest, F.EVENT_TYPES.index(events[r])), r)
+        latest = sorted(seen.items(), key=lambda pair: -pair[1][2])[:length]
+        expected = " ".join(
+            f"{item}:{count}:{F.EVENT_TYPES[strongest]}:{stamps[r]}"
+            for item, (count, strongest, r) in latest
+        )
+        assert got == expected

@@ -46,6 +46,12 @@ USER_TRANSACTIONS = "user_transactions"
 USER_DISTINCT_ITEMS = "user_distinct_items"
 USER_LAST_TIMESTAMP = "user_last_timestamp"  # ms of the visitor's previous event, 0 when none
 HISTORY = "history"  # space-separated item ids before the event, most recent first
+# The long-term profile of a query (eval rows, serving requests; empty on train rows): the
+# visitor's distinct train items, most recently seen first, space-separated tokens
+# "<itemid>:<count>:<strongest event>:<last-seen ms>", e.g. "461686:3:transaction:1438300000000",
+# at most constants.PROFILE_LENGTH of them.
+PROFILE = "profile"
+PROFILE_SEPARATOR = ":"
 
 USER_COUNTER_FEATURES = (USER_VIEWS, USER_ADDTOCARTS, USER_TRANSACTIONS, USER_DISTINCT_ITEMS)
 
@@ -81,7 +87,7 @@ def interaction_columns(numeric_properties: list[str]) -> list[str]:
     return (
         [VISITOR_ID, ITEM_ID, EVENT, TIMESTAMP]
         + item_feature_columns(numeric_properties)
-        + [*USER_COUNTER_FEATURES, USER_LAST_TIMESTAMP, HISTORY]
+        + [*USER_COUNTER_FEATURES, USER_LAST_TIMESTAMP, HISTORY, PROFILE]
     )
 
 

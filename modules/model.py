@@ -9,14 +9,18 @@ Scoring a (user, item) pair::
   tokens as an embedding bag, numeric properties, popularity); ``b`` a learned item bias from the same
   content plus a per-id bias. Appending the constant 1 to the user vector keeps the score a plain dot
   product, so an ANN index (ScaNN) still finds the best items.
-* User tower: ``u`` = an encoder of the last N history items that reads the SAME id embedding table
-  as the item tower (``mean``, ``position`` (learned recency weights), ``attention`` or ``gru``), plus
-  a projection of the context: counters, recency, hour and day of week, and optionally a visitor
-  embedding (off by default: on real logs it hurt).
-* Repeat term: a learned, signed weight per recency bucket of the history (bucket of the item's most
-  recent position: 0, 1-2, 3-6, 7-14, ...) plus a weight on log(times seen), added when the
-  candidate is in the user's history. It is not a dot product, so serving adds it exactly on top of
-  brute-force or ANN candidates (`repeat_bonus` gives it per history position).
+* User tower: ``u`` = an encoder of the last N history items (``sequence="events"``, repeats
+  included) or of the N most recently seen distinct items (``"distinct"``, the profile's first
+  items), reading the SAME id embedding table as the item tower (``mean``, ``position`` (learned
+  recency weights), ``attention`` or ``gru``), plus a projection of the context: counters,
+  recency, hour and day of week, and optionally a visitor embedding (off by default: on real logs
+  it hurt).
+* Repeat term: exact identity over the visitor's long-term profile (every distinct train item,
+  most recently seen first, up to its cap): a learned, signed weight per recency-rank bucket
+  (0, 1-2, 3-6, 7-14, ...), a weight on log(count), a weight per strongest event type and a weight
+  per bucket of days since the item's last event, added when the candidate is in the profile. It
+  is not a dot product, so serving adds it exactly on top of brute-force or ANN candidates
+  (`RepeatTerm.bonus` gives it per profile position).
 * Loss: in-batch softmax (``tfrs.tasks.Retrieval``) with log-Q sampling-bias correction
   (``candidate_sampling_probability``) and accidental-hit removal (``candidate_ids``). The repeat
   term enters the task's dot product exactly: the query gets the [B, B] repeat matrix appended and
@@ -38,6 +42,9 @@ import tensorflow_recommenders as tfrs
 from modules import transform as T
 
 ENCODERS = ("mean", "position", "attention", "gru")
+# What the user tower's encoder reads: the last events (``HISTORY_INDEX``, repeats included) or the
+# most recently seen distinct items (the profile's first items).
+SEQUENCES = ("events", "distinct")
 NEGATIVES = ("in_batch", "history")
 _MASKED = -1e9  # logit of a candidate taken out of a row's softmax
 # The repeat weights are stored divided by this: a handful of scalars that must reach values of a few
@@ -58,6 +65,7 @@ class FeatureSizes:
       user_numeric: width of ``USER_NUMERIC``.
       category_columns: width of ``CATEGORY_INDEX`` (the category and its levels).
       history_length: width of ``HISTORY_INDEX``.
+      profile_length: width of the ``PROFILE_*`` outputs.
     """
 
     items: int
@@ -68,6 +76,7 @@ class FeatureSizes:
     user_numeric: int
     category_columns: int
     history_length: int
+    profile_length: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,12 +90,18 @@ class ModelConfig:
     category_dim: int = 16
     text_dim: int = 32
     hidden_dim: int = 128
-    repeat_buckets: int = 8
+    repeat_buckets: int = 10
+    age_buckets: int = 10
     dropout: float = 0.0
     negatives: str = "in_batch"
+    sequence: str = "events"
+    history_items: int = 0
+    profile_items: int = 0
     seed: int = 0
 
     def __post_init__(self):
+        if self.sequence not in SEQUENCES:
+            raise ValueError(f"sequence {self.sequence!r} unknown; choose one of {SEQUENCES}")
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder {self.encoder!r} unknown; choose one of {ENCODERS}")
         if self.negatives not in NEGATIVES:
@@ -167,7 +182,7 @@ class UserTower(tf.keras.Model):
         self._sizes = sizes
         dim = config.embedding_dim
         self.item_embedding = item_embedding
-        n = sizes.history_length
+        n = sequence_width(sizes, config)
         if config.encoder == "position":
             self.position_logits = self.add_weight(
                 name="position_logits", shape=[n], initializer="zeros"
@@ -237,7 +252,8 @@ class UserTower(tf.keras.Model):
         return self.gru(tf.reverse(embedded, axis=[1]), mask=tf.reverse(mask, axis=[1]))
 
     def call(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        history = tf.cast(features[T.HISTORY_INDEX], tf.int32)
+        name = T.HISTORY_INDEX if self._config.sequence == "events" else T.PROFILE_INDEX
+        history = tf.cast(features[name], tf.int32)[:, : sequence_width(self._sizes, self._config)]
         parts = [tf.cast(features[T.USER_NUMERIC], tf.float32)]
         if self._config.use_time:
             parts += [
@@ -254,63 +270,100 @@ class UserTower(tf.keras.Model):
 
 
 class RepeatTerm(tf.keras.layers.Layer):
-    """Signed bonus for candidates that are in the user's history.
+    """Signed bonus for candidates that are in the user's long-term profile (exact identity).
 
-    bonus = w[bucket(most recent position)] + w_count * log(times in the history), where bucket(p)
-    = min(floor(log2(p + 1)), buckets - 1). Weights start at 0 and are learned with the towers.
+    For the item at profile position p (the p-th most recently seen distinct item):
+    bonus = w_rank[bucket(p)] + w_count * log(its count) + w_event[its strongest event]
+    + w_age[age bucket(days since its last event)], with bucket(x) = min(floor(log2(x + 1)),
+    buckets - 1). Weights start at 0 and are learned with the towers; the profile reaches every
+    item the visitor had (up to the profile's cap), however long ago.
     """
 
-    def __init__(self, history_length: int, buckets: int, item_rows: int, **kwargs):
+    def __init__(self, width: int, buckets: int, age_buckets: int, item_rows: int, **kwargs):
         super().__init__(name="repeat_term", **kwargs)
-        positions = np.arange(history_length)
-        self._bucket_of_position = tf.constant(
-            np.minimum(np.floor(np.log2(positions + 1)), buckets - 1).astype(np.int32)
-        )
+        self._width = width
+        self._buckets = buckets
+        self._age_buckets = age_buckets
+        self._bucket_of_position = tf.constant(_log2_bucket(np.arange(width), buckets))
         self._item_rows = item_rows
         self.bucket_weights = self.add_weight(
             name="bucket_weights", shape=[buckets], initializer="zeros"
         )
         self.count_weight = self.add_weight(name="count_weight", shape=[], initializer="zeros")
+        self.event_weights = self.add_weight(name="event_weights", shape=[3], initializer="zeros")
+        self.age_weights = self.add_weight(
+            name="age_weights", shape=[age_buckets], initializer="zeros"
+        )
 
     @property
     def weights_by_bucket(self) -> tf.Tensor:
-        """[buckets] the learned weight of each recency bucket."""
+        """[buckets] the learned weight of each recency-rank bucket."""
         return self.bucket_weights * REPEAT_SCALE
 
     @property
     def weight_of_count(self) -> tf.Tensor:
-        """The learned weight of log(times in the history)."""
+        """The learned weight of log(the item's count)."""
         return self.count_weight * REPEAT_SCALE
 
-    def position_weights(self) -> tf.Tensor:
-        """[N] weight of an item whose most recent history position is n."""
-        return tf.gather(self.weights_by_bucket, self._bucket_of_position)
+    @property
+    def weights_by_event(self) -> tf.Tensor:
+        """[3] the learned weight of the strongest event (view, addtocart, transaction)."""
+        return self.event_weights * REPEAT_SCALE
 
-    def first_occurrence(self, history: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """([B, N] known item at its most recent position, [B, N] times the item occurs)."""
-        history = tf.cast(history, tf.int32)
-        mask = history_mask(history, self._item_rows)
-        same = tf.equal(history[:, :, None], history[:, None, :]) & mask[:, None, :]
-        # earlier[n, m]: position m comes before position n (m < n).
-        earlier = tf.linalg.band_part(tf.ones_like(same[0], dtype=tf.int32), -1, 0)
-        earlier = tf.cast(earlier - tf.eye(tf.shape(same)[1], dtype=tf.int32), tf.bool)
-        first = mask & ~tf.reduce_any(same & earlier[None], axis=2)
-        return first, tf.reduce_sum(tf.cast(same, tf.float32), axis=2)
+    @property
+    def weights_by_age(self) -> tf.Tensor:
+        """[age buckets] the learned weight of floor(log2(1 + days since the last event))."""
+        return self.age_weights * REPEAT_SCALE
 
-    def bonus(self, history: tf.Tensor) -> tf.Tensor:
-        """[B, N] bonus of each history position's item; 0 except at its most recent position.
+    def items(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
+        """[B, W] item index of each profile position read (0: padding)."""
+        return tf.cast(features[T.PROFILE_INDEX], tf.int32)[:, : self._width]
 
-        Serving scatters these onto the catalogue scores (the item at position n gets bonus[n]).
+    def bonus(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
+        """[B, W] bonus of each profile position's item (0 for padding and unknown items).
+
+        Serving scatters these onto the catalogue scores (the item at position p gets bonus[p]).
         """
-        first, count = self.first_occurrence(history)
-        values = self.position_weights()[None, :] + self.weight_of_count * tf.math.log(
-            tf.maximum(count, 1.0)
+        items = self.items(features)
+        width = tf.shape(items)[1]
+        count = tf.cast(features[T.PROFILE_COUNT], tf.float32)[:, :width]
+        event = tf.cast(features[T.PROFILE_EVENT], tf.int32)[:, :width]
+        age = tf.cast(features[T.PROFILE_AGE], tf.float32)[:, :width]
+        age_bucket = tf.cast(
+            tf.minimum(
+                tf.floor(tf.math.log(1.0 + tf.maximum(age, 0.0)) / np.log(2.0)),
+                self._age_buckets - 1,
+            ),
+            tf.int32,
         )
-        return tf.where(first, values, tf.zeros_like(values))
+        values = (
+            tf.gather(self.weights_by_bucket, self._bucket_of_position[:width])[None, :]
+            + self.weight_of_count * tf.math.log(tf.maximum(count, 1.0))
+            + tf.gather(self.weights_by_event, tf.clip_by_value(event, 0, 2))
+            + tf.gather(self.weights_by_age, age_bucket)
+        )
+        return tf.where(history_mask(items, self._item_rows), values, tf.zeros_like(values))
 
-    def matrix(self, history: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
+    def matrix(self, features: dict[str, tf.Tensor], candidates: tf.Tensor) -> tf.Tensor:
         """[B, C] repeat term of every (user b, candidate c) pair (training, in-batch)."""
-        return scatter_to_candidates(history, candidates, self.bonus(history), self._item_rows)
+        return scatter_to_candidates(
+            self.items(features), candidates, self.bonus(features), self._item_rows
+        )
+
+
+def _log2_bucket(values: np.ndarray, buckets: int) -> np.ndarray:
+    return np.minimum(np.floor(np.log2(values + 1)), buckets - 1).astype(np.int32)
+
+
+def sequence_width(sizes: FeatureSizes, config: ModelConfig) -> int:
+    """How many items the user tower's encoder reads (``history_items``, 0: all there are)."""
+    width = sizes.history_length if config.sequence == "events" else sizes.profile_length
+    return min(config.history_items or width, width)
+
+
+def profile_width(sizes: FeatureSizes, config: ModelConfig) -> int:
+    """How many profile items the repeat term reads (``profile_items``, 0: all there are)."""
+    return min(config.profile_items or sizes.profile_length, sizes.profile_length)
 
 
 def scatter_to_candidates(
@@ -388,7 +441,9 @@ class TwoTowerModel(tfrs.Model):
         )
         self.user_tower = UserTower(sizes, config, self.item_embedding)
         self.item_tower = ItemTower(sizes, config, self.item_embedding)
-        self.repeat = RepeatTerm(sizes.history_length, config.repeat_buckets, sizes.items)
+        self.repeat = RepeatTerm(
+            profile_width(sizes, config), config.repeat_buckets, config.age_buckets, sizes.items
+        )
         self._candidate_probability = tf.constant(candidate_probability, tf.float32)
         self._item_table = (
             {
@@ -412,13 +467,12 @@ class TwoTowerModel(tfrs.Model):
         users = self.user_vectors(features, training=training)
         items = self.item_vectors(features)
         candidates = tf.cast(features[T.ITEM_INDEX], tf.int32)
-        history = tf.cast(features[T.HISTORY_INDEX], tf.int32)
         batch = tf.shape(items)[0]
         # Inclusion probability of an item among the batch's positives (log-Q correction).
         probability = tf.minimum(
             tf.gather(self._candidate_probability, candidates) * tf.cast(batch, tf.float32), 1.0
         )
-        repeat = self.repeat.matrix(history, candidates)
+        repeat = self.repeat.matrix(features, candidates)
         if self.config.negatives == "in_batch":
             # The repeat term enters the task's dot product: [u, R_i] . [v_j, e_j] = u.v_j + R_ij.
             one_hot = tf.eye(batch, dtype=items.dtype)
@@ -429,9 +483,9 @@ class TwoTowerModel(tfrs.Model):
                 candidate_ids=candidates,
                 compute_metrics=False,
             )
-        return self._history_softmax_loss(users, items, candidates, history, repeat, probability)
+        return self._history_softmax_loss(users, items, candidates, features, repeat, probability)
 
-    def _history_softmax_loss(self, users, items, candidates, history, repeat, probability):
+    def _history_softmax_loss(self, users, items, candidates, features, repeat, probability):
         """Softmax over the batch's positives (sampled, log-Q corrected) + the user's own history.
 
         Each user's own history items are always candidates, exactly (no correction, inclusion
@@ -441,8 +495,9 @@ class TwoTowerModel(tfrs.Model):
         negatives alone almost never show the model, so the repeat weights stay near zero.
         """
         batch = tf.shape(items)[0]
-        first, _ = self.repeat.first_occurrence(history)
-        bonus = self.repeat.bonus(history)
+        history = self.repeat.items(features)  # distinct items: each is its own first occurrence
+        first = history_mask(history, self.sizes.items)
+        bonus = self.repeat.bonus(features)
         in_history = (
             scatter_to_candidates(history, candidates, tf.cast(first, tf.float32), self.sizes.items)
             > 0

@@ -25,6 +25,7 @@ SIZES = M.FeatureSizes(
     user_numeric=6,
     category_columns=6,
     history_length=4,
+    profile_length=5,
 )
 
 
@@ -40,6 +41,13 @@ def _features(batch: int = 6, seed: int = 0) -> dict[str, np.ndarray]:
         T.HOUR: rng.integers(0, 24, batch),
         T.DAY_OF_WEEK: rng.integers(0, 7, batch),
         T.USER_NUMERIC: rng.normal(size=(batch, SIZES.user_numeric)).astype(np.float32),
+        # Distinct items (a permutation of 1..8, then padding), as the transform gives them.
+        T.PROFILE_INDEX: np.stack(
+            [np.concatenate([rng.permutation(8)[:3] + 1, [0, 0]]) for _ in range(batch)]
+        ),
+        T.PROFILE_COUNT: np.tile(np.array([3.0, 1.0, 2.0, 0.0, 0.0], np.float32), (batch, 1)),
+        T.PROFILE_EVENT: np.tile(np.array([2, 0, 1, 0, 0]), (batch, 1)),
+        T.PROFILE_AGE: np.tile(np.array([0.5, 3.0, 40.0, 0.0, 0.0], np.float32), (batch, 1)),
     }
 
 
@@ -105,19 +113,40 @@ def test_out_of_vocabulary_items_have_no_id_embedding():
 
 
 def test_repeat_term_by_hand():
-    repeat = M.RepeatTerm(history_length=4, buckets=3, item_rows=SIZES.items)
-    # Position buckets: 0 -> 0, 1-2 -> 1, 3 -> 2.
+    repeat = M.RepeatTerm(width=4, buckets=3, age_buckets=3, item_rows=SIZES.items)
+    # Rank buckets: 0 -> 0, 1-2 -> 1, 3 -> 2; age buckets: < 1 day 0, 1-3 days 1, more 2.
     scale = M.REPEAT_SCALE  # stored weights are the learned ones divided by this
     repeat.bucket_weights.assign(np.array([1.0, -2.0, 4.0]) / scale)
     repeat.count_weight.assign(0.5 / scale)
-    # Item 5 at positions 0 and 2, item 3 at 1, item 9 (out of vocabulary) at 3.
-    history = tf.constant([[5, 3, 5, 9]])
-    matrix = repeat.matrix(history, tf.constant([5, 3, 7, 9])).numpy()
-    # 5: bucket 0 (1.0) + 0.5 * log(2 times); 3: bucket 1 (-2.0); 7: absent; 9: OOV never matches.
-    np.testing.assert_allclose(matrix, [[1.0 + 0.5 * np.log(2), -2.0, 0.0, 0.0]], rtol=1e-6)
-    bonus = repeat.bonus(history).numpy()
-    # Per position: only the most recent occurrence of an item carries its bonus.
-    np.testing.assert_allclose(bonus, [[1.0 + 0.5 * np.log(2), -2.0, 0.0, 0.0]], rtol=1e-6)
+    repeat.event_weights.assign(np.array([0.0, 0.25, 1.5]) / scale)
+    repeat.age_weights.assign(np.array([0.0, -0.1, -0.3]) / scale)
+    # Item 5 (bought twice, today), item 3 (viewed once, 2 days ago), item 9 (out of vocabulary).
+    features = {
+        T.PROFILE_INDEX: tf.constant([[5, 3, 9, 0, 0]]),
+        T.PROFILE_COUNT: tf.constant([[2.0, 1.0, 1.0, 0.0, 0.0]]),
+        T.PROFILE_EVENT: tf.constant([[2, 0, 0, 0, 0]]),
+        T.PROFILE_AGE: tf.constant([[0.2, 2.0, 90.0, 0.0, 0.0]]),
+    }
+    five = 1.0 + 0.5 * np.log(2) + 1.5 + 0.0
+    three = -2.0 + 0.0 + 0.0 - 0.1
+    # Only the first 4 positions are read (width 4); padding and OOV carry no bonus.
+    np.testing.assert_allclose(repeat.bonus(features).numpy(), [[five, three, 0, 0]], rtol=1e-6)
+    matrix = repeat.matrix(features, tf.constant([5, 3, 7, 9])).numpy()
+    np.testing.assert_allclose(matrix, [[five, three, 0.0, 0.0]], rtol=1e-6)
+
+
+def test_encoder_reads_events_or_distinct_items():
+    features = _features(batch=2)
+    outputs = {}
+    for sequence in M.SEQUENCES:
+        model = _model(encoder="mean", sequence=sequence, history_items=2)
+        assert M.sequence_width(SIZES, model.config) == 2
+        outputs[sequence] = model.user_vectors(features).numpy()
+        changed = dict(features)
+        name = T.HISTORY_INDEX if sequence == "events" else T.PROFILE_INDEX
+        changed[name] = features[name].copy()
+        changed[name][:, 2:] = 1  # beyond history_items: not read
+        np.testing.assert_allclose(model.user_vectors(changed).numpy(), outputs[sequence])
 
 
 def test_loss_scores_are_dot_product_plus_repeat_term():
@@ -125,8 +154,8 @@ def test_loss_scores_are_dot_product_plus_repeat_term():
     features = _features()
     users = model.user_vectors(features)
     items = model.item_vectors(features)
-    model.repeat.bucket_weights.assign(np.arange(1, 9, dtype=np.float32))
-    repeat = model.repeat.matrix(features[T.HISTORY_INDEX], features[T.ITEM_INDEX])
+    model.repeat.bucket_weights.assign(np.arange(1, 11, dtype=np.float32))
+    repeat = model.repeat.matrix(features, features[T.ITEM_INDEX])
     augmented = tf.matmul(
         tf.concat([users, repeat], 1), tf.concat([items, tf.eye(6)], 1), transpose_b=True
     )

@@ -2,7 +2,7 @@
 serving SavedModel). No TFX imports.
 
 `score_queries` computes what the serving model computes (``modules.serving``): the query's dot
-product with every catalogue vector plus the repeat bonus of its history items
+product with every catalogue vector plus the repeat bonus of its profile items
 (``ranking.add_repeat_bonus``); `recommend` selects the top k with the protocol's tie rule
 (``ranking.top_k_items``). ``modules/serving_test.py`` checks that both paths agree.
 """
@@ -29,13 +29,14 @@ def query_parts(
     spec = tft_output.raw_feature_spec()
     layer = tft_output.transform_features_layer()
     transformed = C.transform_columns(layer, C.user_columns_of(query_columns), spec)
-    users, bonus = [], []
+    users, items, bonus = [], [], []
     n = len(transformed[T.HISTORY_INDEX])
     for start in range(0, n, C.TRANSFORM_BATCH):
         chunk = {k: v[start : start + C.TRANSFORM_BATCH] for k, v in transformed.items()}
         users.append(trained.model.user_vectors(chunk).numpy())
-        bonus.append(trained.model.repeat.bonus(chunk[T.HISTORY_INDEX]).numpy())
-    rows = trained.row_of_index[transformed[T.HISTORY_INDEX]]
+        items.append(trained.model.repeat.items(chunk).numpy())
+        bonus.append(trained.model.repeat.bonus(chunk).numpy())
+    rows = trained.row_of_index[np.concatenate(items)]
     return np.concatenate(users), rows, np.concatenate(bonus)
 
 

@@ -8,7 +8,9 @@ Signatures (names in the constants below):
 
 * ``serving_default`` (`SERVING_SIGNATURE`): one tensor [B] per raw user column, as TF Serving's REST
   ``{"instances": [{...}, ...]}`` delivers them: ``visitorid`` int64, ``history`` string (space-
-  separated item ids, most recent first, "" for none), ``user_views``, ``user_addtocarts``,
+  separated item ids, most recent first, "" for none), ``profile`` string (the visitor's distinct
+  items, most recently seen first, tokens ``<itemid>:<count>:<strongest event>:<last-seen ms>``,
+  "" for none; ``retailrec recommend`` and the export build it), ``user_views``, ``user_addtocarts``,
   ``user_transactions``, ``user_distinct_items``, ``timestamp`` (ms of the request) and
   ``user_last_timestamp`` (ms of the visitor's last event, 0 for none), all int64. Returns
   ``item_ids`` int64 [B, K] (raw catalogue ids, best first) and ``scores`` float32 [B, K].
@@ -28,9 +30,9 @@ Signatures (names in the constants below):
   items and keep 50), the shape TFMA's ``SetMatchRecall(top_k=50)`` reads with the raw item id as
   the label.
 * ``user_vectors`` (`QUERY_SIGNATURE`): the raw user columns -> ``query`` [B, dim + 1],
-  ``history_rows`` int64 [B, N] (catalogue row of each history item, -1 for none) and
-  ``repeat_bonus`` [B, N]: what an ANN index (ScaNN) needs to serve the same scores: retrieve K + N
-  candidates by dot product, add each history row's bonus, re-cut to K.
+  ``history_rows`` int64 [B, N] (catalogue row of each profile item the repeat term reads, -1 for
+  none) and ``repeat_bonus`` [B, N]: what an ANN index (ScaNN) needs to serve the same scores:
+  retrieve K + N candidates by dot product, add each profile row's bonus, re-cut to K.
 * ``catalogue`` (`CATALOGUE_SIGNATURE`): no input -> ``item_ids`` [M] (ascending), ``item_vectors``
   [M, dim + 1], the vectors the ANN index is built over, and ``available`` int64 [M] (1/0/-1 at
   the cutoff, what ``available_only`` reads).
@@ -69,7 +71,10 @@ CATALOGUE_VECTORS = "item_vectors"
 CATALOGUE_AVAILABLE = F.AVAILABLE
 
 # The raw user columns a request carries, with their dtypes.
-REQUEST_COLUMNS = {name: tf.int64 for name in T.RAW_USER_COLUMNS} | {F.HISTORY: tf.string}
+REQUEST_COLUMNS = {name: tf.int64 for name in T.RAW_USER_COLUMNS} | {
+    F.HISTORY: tf.string,
+    F.PROFILE: tf.string,
+}
 # The request inputs of serving_filtered beyond REQUEST_COLUMNS (request options, not features).
 EXCLUDE = "exclude"
 AVAILABLE_ONLY = "available_only"
@@ -128,9 +133,8 @@ class ServingModule(tf.Module):
     def _query(self, raw: dict[str, Any]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         transformed = self.tft_layer(raw)
         query = self.user_tower(transformed, training=False)
-        history = transformed[T.HISTORY_INDEX]
-        rows = tf.gather(self.row_of_index, history)
-        bonus = self.repeat.bonus(history)
+        rows = tf.gather(self.row_of_index, self.repeat.items(transformed))
+        bonus = self.repeat.bonus(transformed)
         return query, rows, bonus
 
     def _top(self, raw: dict[str, Any], k: int) -> tuple[tf.Tensor, tf.Tensor]:

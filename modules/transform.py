@@ -19,7 +19,10 @@ Outputs (names below; 0 is always padding, index ``size - 1`` the out-of-vocabul
 * user side: ``HISTORY_INDEX`` [B, N] the last N items through the same item vocabulary, most
   recent first; ``VISITOR_INDEX`` [B]; ``HOUR`` / ``DAY_OF_WEEK`` [B] of the query's timestamp
   (UTC); ``USER_NUMERIC`` [B, 6] log1p + z-scored counters, recency (hours since the visitor's
-  previous event) and its missing flag.
+  previous event) and its missing flag; the long-term profile, [B, P] each, most recently seen
+  first: ``PROFILE_INDEX`` (same item vocabulary, 0 padding), ``PROFILE_COUNT`` (events of the
+  item), ``PROFILE_EVENT`` (strongest event: 0 view, 1 addtocart, 2 transaction) and
+  ``PROFILE_AGE`` (days from the item's last event to the query's timestamp).
 
 The item vocabulary holds every item with a train event. Catalogue items without one (cold items)
 map to the out-of-vocabulary bucket: no training example could have taught them an id embedding,
@@ -64,9 +67,14 @@ VISITOR_INDEX = transformed_name(F.VISITOR_ID)
 HOUR = transformed_name("hour_of_day")
 DAY_OF_WEEK = transformed_name("day_of_week")
 USER_NUMERIC = transformed_name("user_numeric")
+PROFILE_INDEX = transformed_name(F.PROFILE)
+PROFILE_COUNT = transformed_name("profile_count")
+PROFILE_EVENT = transformed_name("profile_event")
+PROFILE_AGE = transformed_name("profile_age_days")
+PROFILE_OUTPUTS = (PROFILE_INDEX, PROFILE_COUNT, PROFILE_EVENT, PROFILE_AGE)
 
 ITEM_OUTPUTS = (ITEM_INDEX, CATEGORY_INDEX, TEXT_TOKENS, ITEM_NUMERIC)
-USER_OUTPUTS = (HISTORY_INDEX, VISITOR_INDEX, HOUR, DAY_OF_WEEK, USER_NUMERIC)
+USER_OUTPUTS = (HISTORY_INDEX, VISITOR_INDEX, HOUR, DAY_OF_WEEK, USER_NUMERIC, *PROFILE_OUTPUTS)
 
 # Vocabulary file names inside the transform output.
 ITEM_VOCAB = "item"
@@ -89,6 +97,7 @@ RAW_ITEM_COLUMNS = (
 RAW_USER_COLUMNS = (
     F.VISITOR_ID,
     F.HISTORY,
+    F.PROFILE,
     *F.USER_COUNTER_FEATURES,
     F.TIMESTAMP,
     F.USER_LAST_TIMESTAMP,
@@ -103,10 +112,12 @@ _EPS = 1e-6
 def settings(custom_config: dict[str, Any] | None) -> dict[str, Any]:
     """Transform settings: ``custom_config`` over the defaults of ``modules.constants``.
 
-    Keys: ``history_length``, ``text_hash_buckets``, ``text_max_tokens``, ``visitor_min_count``.
+    Keys: ``history_length``, ``profile_length``, ``text_hash_buckets``, ``text_max_tokens``,
+    ``visitor_min_count``.
     """
     merged = {
         "history_length": constants.MODEL_HISTORY_LENGTH,
+        "profile_length": constants.MODEL_PROFILE_LENGTH,
         "text_hash_buckets": constants.TEXT_HASH_BUCKETS,
         "text_max_tokens": constants.TEXT_MAX_TOKENS,
         "visitor_min_count": constants.VISITOR_MIN_COUNT,
@@ -200,6 +211,17 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any] | Non
         history_index.to_tensor(default_value=0, shape=[None, cfg["history_length"]]), item_size
     )
 
+    timestamp = _column(inputs, F.TIMESTAMP, batch, tf.int64)
+    outputs.update(
+        _profile(
+            _column(inputs, F.PROFILE, batch, tf.string, default=""),
+            timestamp,
+            item_vocab,
+            item_size,
+            cfg["profile_length"],
+        )
+    )
+
     visitor_tokens = _as_string(_column(inputs, F.VISITOR_ID, batch, tf.int64))
     visitor_vocab = tft.vocabulary(
         visitor_tokens,
@@ -211,7 +233,6 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any] | Non
         tft.apply_vocabulary(visitor_tokens, visitor_vocab, num_oov_buckets=1) + 1, visitor_size
     )
 
-    timestamp = _column(inputs, F.TIMESTAMP, batch, tf.int64)
     outputs[HOUR] = _indexed(
         tf.math.floormod(tf.math.floordiv(timestamp, _MS_PER_HOUR), 24), tf.constant(24, tf.int64)
     )
@@ -232,6 +253,47 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any] | Non
     ]
     outputs[USER_NUMERIC] = tf.stack(user_numeric, axis=1)
     return outputs
+
+
+def _profile(profile, timestamp, item_vocab, item_size, length: int) -> dict[str, tf.Tensor]:
+    """The profile's outputs, [B, length] each, position p = the p-th most recently seen item.
+
+    Tokens "<itemid>:<count>:<event>:<last-seen ms>" (``features.PROFILE``) are parsed on their
+    flat values; a malformed field reads as its default (count 1, view, seen at the request), an
+    unknown item as the out-of-vocabulary index, which the model ignores like padding.
+    """
+    tokens = tf.strings.split(profile)[:, :length]
+    fields = tf.strings.split(tokens.flat_values, sep=F.PROFILE_SEPARATOR).to_tensor(
+        default_value="", shape=[None, 4]
+    )
+    index = tft.apply_vocabulary(fields[:, 0], item_vocab, num_oov_buckets=1) + 1
+    count = tf.maximum(_parsed_int(fields[:, 1], 1), 1)
+    event = tf.zeros_like(count)
+    for code, name in enumerate(F.EVENT_TYPES):
+        event = tf.where(tf.equal(fields[:, 2], name), tf.constant(code, tf.int64), event)
+    last = _parsed_int(fields[:, 3], -1)
+    row_timestamp = tf.gather(timestamp, tokens.value_rowids())
+    age_ms = tf.where(last >= 0, tf.maximum(row_timestamp - last, 0), tf.zeros_like(last))
+
+    def dense(values, default):
+        return tokens.with_flat_values(values).to_tensor(
+            default_value=default, shape=[None, length]
+        )
+
+    return {
+        PROFILE_INDEX: _indexed(dense(index, tf.constant(0, tf.int64)), item_size),
+        PROFILE_COUNT: dense(tf.cast(count, tf.float32), 0.0),
+        PROFILE_EVENT: _indexed(
+            dense(event, tf.constant(0, tf.int64)), tf.constant(len(F.EVENT_TYPES), tf.int64)
+        ),
+        PROFILE_AGE: dense(tf.cast(age_ms, tf.float32) / _MS_PER_DAY, 0.0),
+    }
+
+
+def _parsed_int(values: tf.Tensor, default: int) -> tf.Tensor:
+    """int64 of decimal strings; ``default`` where a value is not one."""
+    number = tf.strings.regex_full_match(values, "-?[0-9]{1,18}")
+    return tf.strings.to_number(tf.where(number, values, str(default)), tf.int64)
 
 
 # ---------------------------------------------------------------- helpers

@@ -15,6 +15,7 @@ T0 = 1_433_154_600_000  # 2015-06-01 10:30 UTC, a Monday
 HOUR_MS = 3_600_000
 CONFIG = {
     "history_length": 3,
+    "profile_length": 3,
     "text_max_tokens": 4,
     "text_hash_buckets": 64,
     "visitor_min_count": 2,
@@ -50,7 +51,17 @@ def _rows() -> dict[str, np.ndarray]:
             columns[name].append(value)
         columns[F.USER_LAST_TIMESTAMP].append(last)
         columns[F.HISTORY].append(history)
+        columns[F.PROFILE].append(PROFILES[len(columns[F.PROFILE])])
     return C.normalise_columns(columns)
+
+
+# Train rows have no profile; the last row is a query with one (and a malformed token).
+PROFILES = (
+    "",
+    "",
+    "",
+    f"20:1:view:{T0 + HOUR_MS} 10:2:addtocart:{T0 + HOUR_MS - 86_400_000} 99:1:view:{T0} 10:x",
+)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +84,28 @@ def test_item_vocabulary_and_history_share_indices(analysed):
     np.testing.assert_array_equal(
         out[T.HISTORY_INDEX], [[0, 0, 0], [1, 0, 0], [2, 1, 0], [3, 2, 1]]
     )
+
+
+def test_profile_tokens_are_parsed_and_cut(analysed):
+    _, _, _, out = analysed
+    # profile_length=3 keeps the 3 most recent tokens; "99" is out of vocabulary (index 3).
+    np.testing.assert_array_equal(out[T.PROFILE_INDEX], [[0, 0, 0]] * 3 + [[2, 1, 3]])
+    np.testing.assert_array_equal(out[T.PROFILE_COUNT][3], [1.0, 2.0, 1.0])
+    np.testing.assert_array_equal(out[T.PROFILE_EVENT][3], [0, 1, 0])
+    # Days from the last event to the query (T0 + 25 h): 1 day, 2 days, 25 h.
+    np.testing.assert_allclose(out[T.PROFILE_AGE][3], [1.0, 2.0, 25 / 24], rtol=1e-5)
+    assert not out[T.PROFILE_COUNT][:3].any() and not out[T.PROFILE_AGE][:3].any()
+
+
+def test_malformed_profile_fields_read_as_defaults(analysed):
+    _, layer, rows, _ = analysed
+    query = {name: values[3:] for name, values in rows.items()}
+    query[F.PROFILE] = np.array(["10:two:buy:soon 20"], dtype=object)
+    out = C.transform_columns(layer, query, analysed[0].raw_feature_spec())
+    np.testing.assert_array_equal(out[T.PROFILE_INDEX], [[1, 2, 0]])
+    np.testing.assert_array_equal(out[T.PROFILE_COUNT], [[1.0, 1.0, 0.0]])  # count 1
+    np.testing.assert_array_equal(out[T.PROFILE_EVENT], [[0, 0, 0]])  # a view
+    np.testing.assert_array_equal(out[T.PROFILE_AGE], [[0.0, 0.0, 0.0]])  # seen now
 
 
 def test_visitor_vocabulary_keeps_repeat_visitors(analysed):

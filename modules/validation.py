@@ -2,7 +2,7 @@
 
 The queries are those of ``modules.examples.validation_window`` (the eval protocol's shape inside
 train). A query's score of a catalogue item is its dot product with the user vector plus the repeat
-bonus of the visitor's history items (``ranking.add_repeat_bonus``), over the whole catalogue, as
+bonus of the visitor's profile items (``ranking.add_repeat_bonus``), over the whole catalogue, as
 serving computes; a query is a hit when its target is in the top 50 by the protocol's tie rule
 (``ranking.top_k_items`` then ``metrics.hit_ranks``); seen items are not excluded (the protocol's
 default). Recall@50 is the share of hits; targets outside the catalogue are misses.
@@ -156,10 +156,10 @@ def recall(
     hits = 0
     for start in range(0, queries.size, chunk):
         part = {k: v[start : start + chunk] for k, v in queries.features.items()}
-        history = part[T.HISTORY_INDEX]
         scores = model.user_vectors(part).numpy() @ vectors.T
-        bonus = model.repeat.bonus(history).numpy()
-        ranking.add_repeat_bonus(scores, items.row_of_index[history], bonus)
+        profile = model.repeat.items(part).numpy()
+        bonus = model.repeat.bonus(part).numpy()
+        ranking.add_repeat_bonus(scores, items.row_of_index[profile], bonus)
         targets = queries.targets[start : start + chunk]
         hits += int(hits_at_k(scores, items.ids, targets, RECALL_K).sum())
     return hits / queries.size

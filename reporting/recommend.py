@@ -45,7 +45,7 @@ def visitor_state(export_dir: str, visitor: int, history_length: int | None = No
     """The visitor's raw user features at the cutoff: the state the export gives its eval queries.
 
     It is computed from the export's train interactions by the export's own definition
-    (``export.visitor_states``: the same event order, counters and history).
+    (``export.visitor_states``: the same event order, counters, history and profile).
 
     Args:
       export_dir: the export folder of the run that trained the model.
@@ -75,10 +75,16 @@ def visitor_state(export_dir: str, visitor: int, history_length: int | None = No
 
 
 def history_state(visitor: int, items: list[int], now_ms: int) -> dict:
-    """Raw user features of a visitor known only by recent items (most recent first)."""
+    """Raw user features of a visitor known only by recent items (most recent first, viewed now)."""
+    distinct = list(dict.fromkeys(items))
+    counts = {item: items.count(item) for item in distinct}
+    sep = F.PROFILE_SEPARATOR
     return {
         F.VISITOR_ID: visitor,
         F.HISTORY: " ".join(map(str, items)),
+        F.PROFILE: " ".join(
+            f"{item}{sep}{counts[item]}{sep}{F.EVENT_TYPES[0]}{sep}{now_ms}" for item in distinct
+        ),
         F.USER_VIEWS: len(items),
         F.USER_ADDTOCARTS: 0,
         F.USER_TRANSACTIONS: 0,
@@ -172,6 +178,6 @@ def predict_request(
     request.model_spec.name = model_name
     request.model_spec.signature_name = FILTERED_SIGNATURE if filters else SIGNATURE
     for name, value in {**state, **filters, F.TIMESTAMP: now_ms}.items():
-        dtype = tf.string if name in (F.HISTORY, EXCLUDE) else tf.int64
+        dtype = tf.string if name in (F.HISTORY, F.PROFILE, EXCLUDE) else tf.int64
         request.inputs[name].CopyFrom(tf.make_tensor_proto([value], dtype=dtype))
     return request

@@ -24,7 +24,7 @@ from reporting import recommend
 T = 1_430_000_000_000
 CUTOFF = T + 3000
 HISTORY_LENGTH = 5
-USER_COLUMNS = (*F.USER_COUNTER_FEATURES, F.USER_LAST_TIMESTAMP, F.HISTORY)
+USER_COLUMNS = (*F.USER_COUNTER_FEATURES, F.USER_LAST_TIMESTAMP, F.HISTORY, F.PROFILE)
 
 # (timestamp, visitor, event, item), deliberately not in time order in the file.
 EVENTS = [
@@ -105,10 +105,16 @@ def test_state_at_the_cutoff_by_hand(exported):
         F.USER_DISTINCT_ITEMS: "4",  # 5, 10, 20, 30
         F.USER_LAST_TIMESTAMP: str(T + 2000),
         F.HISTORY: "10 20 5 10 30",
+        # Distinct items by their last event, most recent first; count, strongest event, last ms.
+        F.PROFILE: (
+            f"10:3:transaction:{T + 2000} 20:1:view:{T + 2000} 5:1:view:{T + 2000} "
+            f"30:1:view:{T + 1000}"
+        ),
     }
     assert states[2][F.HISTORY] == "40 30"  # same ms, item id order: 30 then 40
     # Visitor 3's events at the cutoff itself are train: view 7 then addtocart 7.
     assert (states[3][F.HISTORY], states[3][F.USER_DISTINCT_ITEMS]) == ("7 7", "1")
+    assert states[3][F.PROFILE] == f"7:2:addtocart:{T + 3000}"
 
 
 def test_export_training_and_recommend_agree_at_the_cutoff(exported):

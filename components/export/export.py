@@ -384,6 +384,8 @@ def load_category_tree(path: str) -> dict[int, list[int]]:
 
 EVENT_ORDER = "ts, ev_rank, itemid"
 _EVENT_ORDER_DESC = "ts DESC, ev_rank DESC, itemid DESC"
+# The user-state columns of the export's rows, in file order.
+_STATE_COLUMNS = (*F.USER_COUNTER_FEATURES, F.USER_LAST_TIMESTAMP, F.HISTORY, F.PROFILE)
 # The counters of each event type, in the order of features.EVENT_TYPES.
 _EVENT_COUNTERS = (F.USER_VIEWS, F.USER_ADDTOCARTS, F.USER_TRANSACTIONS)
 
@@ -396,24 +398,48 @@ def _event_counter_sql(over: str = "") -> list[str]:
     ]
 
 
-def user_state_sql(events: str, history_length: int) -> str:
+def user_state_sql(
+    events: str, history_length: int, profile_length: int = constants.PROFILE_LENGTH
+) -> str:
     """SQL of each visitor's state after all the events of ``events``: one row per visitor.
 
     Args:
       events: a table or parenthesised subquery with columns ``visitorid``, ``itemid``, ``ts`` (ms)
         and ``ev_rank`` (see ``_ev_rank_expr``), holding the events that make up the state.
       history_length: items kept in the history.
+      profile_length: items kept in the profile.
 
     Returns:
       A query with ``visitorid``, the counters of each event type and of distinct items, the last
-      event's time, and the history: the items of the last ``history_length`` events in
-      ``EVENT_ORDER``, most recent first, space-separated.
+      event's time, the history (the items of the last ``history_length`` events in
+      ``EVENT_ORDER``, most recent first, space-separated) and the profile (``features.PROFILE``:
+      the distinct items by their last event in ``EVENT_ORDER``, most recent first, at most
+      ``profile_length``).
     """
-    return (
+    events_names = "[" + ", ".join(f"'{e}'" for e in F.EVENT_TYPES) + "]"
+    sep = F.PROFILE_SEPARATOR
+    # One row per (visitor, item); ``last`` orders the items like their last events (ts, ev_rank;
+    # the item id breaks the remaining ties as in EVENT_ORDER).
+    items = (
+        f"(SELECT visitorid, itemid, count(*) AS n, max(ev_rank) AS strongest, max(ts) AS last_ts, "
+        f"max(ts * 4 + ev_rank) AS last FROM {events} GROUP BY visitorid, itemid)"
+    )
+    token = (
+        f"CAST(itemid AS VARCHAR) || '{sep}' || CAST(n AS VARCHAR) || '{sep}' || "
+        f"list_extract({events_names}, strongest + 1) || '{sep}' || CAST(last_ts AS VARCHAR)"
+    )
+    profiles = (
+        f"(SELECT visitorid, array_to_string(list({token} ORDER BY last DESC, itemid DESC)"
+        f"[1:{int(profile_length)}], ' ') AS {F.PROFILE} FROM {items} GROUP BY visitorid)"
+    )
+    state = (
         f"SELECT visitorid, {', '.join(_event_counter_sql())}, "
         f"count(DISTINCT itemid) AS {F.USER_DISTINCT_ITEMS}, max(ts) AS {F.USER_LAST_TIMESTAMP}, "
         f"array_to_string(list(itemid ORDER BY {_EVENT_ORDER_DESC})[1:{int(history_length)}], ' ') "
         f"AS {F.HISTORY} FROM {events} GROUP BY visitorid"
+    )
+    return (
+        f"SELECT s.*, p.{F.PROFILE} FROM ({state}) s JOIN {profiles} p ON s.visitorid = p.visitorid"
     )
 
 
@@ -448,9 +474,11 @@ def visitor_states(
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")  # a long scan draws one on stdout
-        frame = con.execute(
-            user_state_sql(events, history_length), [str(interactions_csv), list(visitors)]
-        ).fetchall()
+        con.execute(
+            f"CREATE TEMP TABLE state_events AS SELECT * FROM {events}",
+            [str(interactions_csv), list(visitors)],
+        )
+        frame = con.execute(user_state_sql("state_events", history_length)).fetchall()
         names = [d[0] for d in con.description]
     finally:
         con.close()
@@ -718,7 +746,7 @@ def _run_export(con, files: dict, tmp_out: Path, params: dict, summary: dict) ->
         f"COALESCE(max(ts) OVER w, 0) AS {F.USER_LAST_TIMESTAMP}, "
         f"COALESCE(array_to_string(list_reverse(list(itemid) OVER (PARTITION BY visitorid "
         f"ORDER BY {EVENT_ORDER} ROWS BETWEEN {history} PRECEDING AND 1 PRECEDING)), ' '), '') "
-        f"AS {F.HISTORY} "
+        f"AS {F.HISTORY}, '' AS {F.PROFILE} "
         "FROM (SELECT *, CASE WHEN row_number() OVER (PARTITION BY visitorid, itemid "
         f"ORDER BY {EVENT_ORDER}) = 1 THEN 1 ELSE 0 END AS first_seen FROM train) "
         f"WINDOW w AS {window}"
@@ -728,9 +756,7 @@ def _run_export(con, files: dict, tmp_out: Path, params: dict, summary: dict) ->
     )
 
     item_cols = _item_feature_sql("s", numeric)
-    user_cols = ", ".join(
-        f"u.{c}" for c in (*F.USER_COUNTER_FEATURES, F.USER_LAST_TIMESTAMP, F.HISTORY)
-    )
+    user_cols = ", ".join(f"u.{c}" for c in _STATE_COLUMNS)
     head = (
         f"u.visitorid AS {F.VISITOR_ID}, u.itemid AS {F.ITEM_ID}, u.event AS {F.EVENT}, "
         f"u.ts AS {F.TIMESTAMP}"
@@ -743,7 +769,7 @@ def _run_export(con, files: dict, tmp_out: Path, params: dict, summary: dict) ->
     eval_query = (
         f"SELECT {head}, {item_cols}, {user_cols} FROM "
         "(SELECT e.visitorid, e.itemid, e.event, e.ts, e.ev_rank, "
-        f"{', '.join(f'st.{c}' for c in (*F.USER_COUNTER_FEATURES, F.USER_LAST_TIMESTAMP, F.HISTORY))} "
+        f"{', '.join(f'st.{c}' for c in _STATE_COLUMNS)} "
         "FROM eval e JOIN state_at_cutoff st ON e.visitorid = st.visitorid) u "
         "ASOF LEFT JOIN item_state s ON u.itemid = s.itemid AND u.ts >= s.ts "
         "LEFT JOIN pop ON u.itemid = pop.itemid ORDER BY u.ts, u.visitorid, u.ev_rank, u.itemid"
