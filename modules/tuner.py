@@ -55,8 +55,8 @@ from modules import trainer as trainer_module
 
 logger = logging.getLogger(__name__)
 
-TRIALS_KEY = "tune_trials"  # custom_config: the number of trials (the defaults included)
-SEED_KEY = "tune_seed"  # custom_config: the random search's seed
+TRIALS_KEY = constants.TUNE_TRIALS_KEY  # custom_config: trials (the defaults included)
+SEED_KEY = constants.TUNE_SEED_KEY  # custom_config: the random search's seed
 OBJECTIVE_DESCRIPTION = "validation-window Recall@50"
 PROJECT_NAME = "retailrec_tuner"  # KerasTuner's state (small JSON files) in the working dir
 # Metrics reported beside the objective (KerasTuner keeps them with each trial).

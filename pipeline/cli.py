@@ -57,6 +57,24 @@ def _add_export_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_tune_args(parser: argparse.ArgumentParser) -> None:
+    tune = parser.add_mutually_exclusive_group()
+    tune.add_argument(
+        "--tune-trials",
+        type=int,
+        default=constants.TUNE_TRIALS,
+        metavar="N",
+        help="trials of the Tuner on the validation window (trial 1: the defaults; "
+        f"default {constants.TUNE_TRIALS}); each costs about one validated fit of the Trainer",
+    )
+    tune.add_argument(
+        "--no-tune",
+        action="store_true",
+        help="no Tuner: train with the settings an earlier run of this output chose (else the "
+        "defaults)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retailrec", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -94,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a training setting (modules/training.py settings, e.g. seed=1, learning_rate=0.001; "
         "VALUE is read as JSON when it parses, else as a string); repeatable",
     )
+    _add_tune_args(run)
     run.add_argument(
         "--min-recall",
         type=float,
@@ -166,7 +185,8 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--schema-path")
     comp.add_argument(
         "--training-machine-type",
-        help="run the Trainer as a Vertex AI custom job on this machine type (e.g. n1-standard-8)",
+        help="run the Tuner and the Trainer as Vertex AI custom jobs on this machine type (e.g. "
+        "n1-standard-8)",
     )
     comp.add_argument("--training-accelerator-type", help="e.g. NVIDIA_TESLA_T4")
     comp.add_argument("--training-accelerator-count", type=int)
@@ -179,6 +199,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a training setting, as for `retailrec run`; repeatable",
     )
+    _add_tune_args(comp)
     comp.add_argument("--min-recall", type=float, default=constants.MIN_RECALL_AT_50)
     comp.add_argument("--no-baselines", action="store_true")
     _add_export_args(comp)
@@ -287,6 +308,12 @@ def _pipeline_kwargs(args: argparse.Namespace) -> dict:
         kwargs["training_config"] = config
     if args.no_baselines:
         kwargs["baselines"] = ()
+    if not args.no_tune and args.tune_trials < 1:
+        raise RetailrecError(
+            f"--tune-trials {args.tune_trials}: give 1 or more (trial 1 is the defaults), or "
+            "--no-tune to skip the Tuner"
+        )
+    kwargs["tune_trials"] = 0 if args.no_tune else args.tune_trials
     return kwargs
 
 
@@ -354,6 +381,8 @@ def _run_locked(args: argparse.Namespace, out: Path) -> int:
             f"({ann['speedup']:.1f}x batched, {ann['single_query_speedup']:.1f}x one at a time)"
         )
     print(results.format_counts(run.metrics["counts"]))
+    if tuning := results.format_tuning(run.metrics.get("tuning")):
+        print(tuning)
     for line in run.gate_reasons:
         print(f"[gate] {line}")
     if comparisons := run.metrics.get("comparisons"):

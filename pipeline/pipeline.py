@@ -34,9 +34,14 @@ PUSHER = "Pusher"
 SCANN_PUSHER = "ScannPusher"
 EXPORT = "Export"
 CURATED_SCHEMA_IMPORTER = "CuratedSchemaImporter"
+TUNER = "Tuner"
+TRAINER = "Trainer"
+# With tune_trials=0 (no Tuner): the latest HyperParameters artifact of an earlier run.
+HYPERPARAMETERS_RESOLVER = "LatestHyperparametersResolver"
 
 PREPROCESSING_FN = "modules.transform.preprocessing_fn"
 RUN_FN = "modules.trainer.run_fn"
+TUNER_FN = "modules.tuner.tuner_fn"
 SERVING_MODEL_NAME = "retailrec"  # brute force: the stock TF Serving image serves it
 SCANN_SERVING_MODEL_NAME = "retailrec_scann"  # needs the ScaNN ops (ScaNN-enabled TF Serving)
 
@@ -63,6 +68,7 @@ def create_pipeline(
     baselines: list[str] | tuple[str, ...] = BASELINE_NAMES,
     exclude_seen: bool = False,
     training_config: dict[str, Any] | None = None,
+    tune_trials: int = constants.TUNE_TRIALS,
     min_recall: float = constants.MIN_RECALL_AT_50,
     scann_target_recall: float = constants.SCANN_TARGET_RECALL,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
@@ -91,17 +97,26 @@ def create_pipeline(
       exclude_seen: drop items a visitor had in train from every model's list (DESIGN 5).
       training_config: JSON settings for Transform and the Trainer (keys of
         ``modules.training.settings`` and ``modules.transform.settings``), e.g. ``{"epochs": 3}``.
+        A key given here is fixed: the Tuner does not search it.
+      tune_trials: trials of the Tuner (``modules.tuner``: trial 1 is the defaults) on the
+        validation window; 0: no Tuner, the Trainer gets the latest HyperParameters an earlier
+        run of this pipeline produced (a resolver), or none (the defaults).
       min_recall: the gate's absolute floor of Recall@50.
       scann_target_recall: Recall@50 against exact search the ScaNN index must reach to push.
       metadata_connection_config: ML Metadata store (None: the runner's default).
       beam_pipeline_args: arguments of every Beam-powered component.
-      vertex_training_args: when given, the Trainer runs as a Vertex AI custom job with these
-        ``{"project": ..., "region": ..., "job_spec": {...}}`` settings.
+      vertex_training_args: when given, the Tuner and the Trainer run as Vertex AI custom jobs
+        with these ``{"project": ..., "region": ..., "job_spec": {...}}`` settings.
       enable_cache: reuse the results of components whose inputs did not change.
 
     Returns:
       The pipeline, ready for any TFX runner.
+
+    Raises:
+      ValueError: ``tune_trials`` is negative.
     """
+    if tune_trials < 0:
+        raise ValueError(f"tune_trials={tune_trials}: give 1 or more trials, or 0 for no Tuner")
     training_config = dict(training_config or {})
     components: list[Any] = []
     export = None
@@ -180,41 +195,71 @@ def create_pipeline(
         disable_statistics=True,
         custom_config=training_config,
     )
+    if tune_trials:
+        # The two-tower's settings (learning rate, embedding size, horizon, history and profile
+        # widths) are searched on the validation window inside train, trial 1 being the defaults,
+        # so the Trainer never gets settings that are worse there; never on the eval split.
+        tuner_kwargs: dict[str, Any] = {
+            "tuner_fn": TUNER_FN,
+            "examples": example_gen.outputs["examples"],
+            "transform_graph": transform.outputs["transform_graph"],
+            "schema": validated_schema,
+            # Trials read the train split (and the catalogue beside it); eval_files are unread.
+            "train_args": tfx.proto.TrainArgs(splits=[F.TRAIN_SPLIT]),
+        }
+        tuner_config = {**training_config, constants.TUNE_TRIALS_KEY: tune_trials}
+        if vertex_training_args:
+            tuner = tfx.extensions.google_cloud_ai_platform.Tuner(
+                **tuner_kwargs,
+                custom_config=_vertex_job_config(
+                    tuner_config,
+                    vertex_training_args,
+                    tfx.extensions.google_cloud_ai_platform.experimental.TUNING_ARGS_KEY,
+                ),
+            )
+        else:
+            tuner = tfx.components.Tuner(**tuner_kwargs, custom_config=tuner_config)
+        settings_source = tuner.with_id(TUNER)
+        hyperparameters = settings_source.outputs["best_hyperparameters"]
+    else:
+        # No search this run: the settings the latest earlier run chose (none on a new pipeline
+        # root: the defaults), so that a quick re-run keeps what tuning found.
+        settings_source = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+            hyperparameters=tfx.dsl.Channel(type=tfx.types.standard_artifacts.HyperParameters),
+        ).with_id(HYPERPARAMETERS_RESOLVER)
+        hyperparameters = settings_source.outputs["hyperparameters"]
     # The two-tower trains on evaluation-shaped examples built from raw train rows (the
-    # Transform graph applied in memory) and exports the brute-force serving model.
+    # Transform graph applied in memory) with the chosen hyperparameters over training_config,
+    # and exports the brute-force serving model.
     trainer_kwargs: dict[str, Any] = {
         "run_fn": RUN_FN,
         "examples": example_gen.outputs["examples"],
         "transform_graph": transform.outputs["transform_graph"],
         "schema": validated_schema,
+        "hyperparameters": hyperparameters,
         "train_args": tfx.proto.TrainArgs(splits=[F.TRAIN_SPLIT]),
         "eval_args": tfx.proto.EvalArgs(splits=[F.EVAL_SPLIT]),
     }
     if vertex_training_args:
         trainer = tfx.extensions.google_cloud_ai_platform.Trainer(
             **trainer_kwargs,
-            custom_config={
-                **training_config,
-                tfx.extensions.google_cloud_ai_platform.ENABLE_VERTEX_KEY: True,
-                tfx.extensions.google_cloud_ai_platform.VERTEX_REGION_KEY: vertex_training_args[
-                    "region"
-                ],
-                # The CustomJob: TFX pops "project" and submits "job_spec" (a CustomJobSpec).
-                tfx.extensions.google_cloud_ai_platform.TRAINING_ARGS_KEY: {
-                    "project": vertex_training_args["project"],
-                    "job_spec": vertex_training_args["job_spec"],
-                },
-            },
+            custom_config=_vertex_job_config(
+                training_config,
+                vertex_training_args,
+                tfx.extensions.google_cloud_ai_platform.TRAINING_ARGS_KEY,
+            ),
         )
     else:
         trainer = tfx.components.Trainer(**trainer_kwargs, custom_config=training_config)
+    trainer = trainer.with_id(TRAINER)
     # The latest blessed model is re-evaluated on this run's eval data: no regression allowed.
     latest_blessed = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("LatestBlessedModelResolver")
-    components += [transform, trainer, latest_blessed]
+    components += [transform, settings_source, trainer, latest_blessed]
 
     baseline_metrics = None
     if baselines:
@@ -288,3 +333,21 @@ def create_pipeline(
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [],
     )
+
+
+def _vertex_job_config(
+    config: dict[str, Any], vertex_training_args: dict[str, Any], job_key: str
+) -> dict[str, Any]:
+    """``config`` plus what runs a component as a Vertex AI custom job (Trainer or Tuner).
+
+    TFX pops ``project`` and submits ``job_spec`` (a CustomJobSpec) under ``job_key``.
+    """
+    return {
+        **config,
+        tfx.extensions.google_cloud_ai_platform.ENABLE_VERTEX_KEY: True,
+        tfx.extensions.google_cloud_ai_platform.VERTEX_REGION_KEY: vertex_training_args["region"],
+        job_key: {
+            "project": vertex_training_args["project"],
+            "job_spec": vertex_training_args["job_spec"],
+        },
+    }

@@ -31,7 +31,8 @@ paths (``modules.trainer.run_fn``), the schema and every other file a task reads
 machine that compiled the spec), custom properties passed between tasks. It cannot prove what
 only Google Cloud has: the image (its packages and entry point), IAM and bucket permissions,
 Dataflow workers (the ``sdk_container_image``, staging, quotas), Vertex's ML Metadata queries
-and cache, and the Trainer as a Vertex AI custom job, which the check refuses to stand in for.
+and cache, and the Tuner and the Trainer as Vertex AI custom jobs, which the check refuses to
+stand in for.
 """
 
 from __future__ import annotations
@@ -232,9 +233,9 @@ def _refuse_what_cannot_run_here(spec: dict) -> None:
         args = json.dumps(executor.get("container", {}))
         if "google_cloud_ai_platform" in args:
             raise CheckError(
-                f"{label}: the spec trains as a Vertex AI custom job, which only Vertex can run; "
-                "check the spec compiled without --training-machine-type (the rest of the spec "
-                "is the same)"
+                f"{label}: the spec tunes or trains as a Vertex AI custom job, which only Vertex "
+                "can run; check the spec compiled without --training-machine-type (the rest of "
+                "the spec is the same)"
             )
     for name, task in spec["root"]["dag"]["tasks"].items():
         for unsupported in ("triggerPolicy", "iteratorPolicy", "parameterIterator"):

@@ -40,7 +40,8 @@ class VertexSettings:
     schema_path: str = curated_schema.SCHEMA_FILE
     pipeline_name: str = configs.PIPELINE_NAME
     extra_beam_args: list[str] = field(default_factory=list)
-    # The Trainer as a Vertex AI custom job (empty machine type: it runs in the pipeline's own task).
+    # The Tuner and the Trainer as Vertex AI custom jobs (empty machine type: they run in the
+    # pipeline's own tasks).
     training_machine_type: str = ""
     training_accelerator_type: str = ""  # e.g. NVIDIA_TESLA_T4; empty: CPU only
     training_accelerator_count: int = 0
@@ -96,9 +97,11 @@ def dataflow_beam_args(settings: VertexSettings) -> list[str]:
 
 
 def vertex_training_args(settings: VertexSettings) -> dict | None:
-    """The Trainer's Vertex AI custom-job settings, or None to train inside the pipeline task.
+    """The Vertex AI custom-job settings of the Tuner and the Trainer, or None to tune and train
+    inside the pipeline's tasks.
 
-    The job runs the pipeline image, so the run_fn, TensorFlow and TF_USE_LEGACY_KERAS are there.
+    The jobs run the pipeline image, so tuner_fn, run_fn, TensorFlow and TF_USE_LEGACY_KERAS are
+    there. Both components get the same machine: a trial costs about the Trainer's validated fit.
     """
     if not settings.training_machine_type:
         return None

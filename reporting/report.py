@@ -171,6 +171,61 @@ def comparison_table(comparisons: dict) -> str:
     )
 
 
+def tuning_section(tuning: dict | None) -> str:
+    """The Tuner's trials (settings, validation-window Recall@50, epochs, seconds) and its choice,
+    or, without a Tuner, where the Trainer's settings came from."""
+    if not tuning:
+        return ""
+    if tuning["source"] != "tuner":
+        if tuning["source"] == "defaults":
+            text = "No Tuner in this run (<code>--no-tune</code>) and no earlier run's choice: "
+            text += "the Trainer used the default settings."
+        else:
+            chosen = ", ".join(
+                f"{html.escape(str(k))}={_fmt(v)}" for k, v in tuning["chosen"].items()
+            )
+            text = (
+                "No Tuner in this run (<code>--no-tune</code>): the Trainer used the settings an "
+                f"earlier run's Tuner chose: <code>{chosen}</code> "
+                f"<span class='muted'>({html.escape(str(tuning.get('artifact')))})</span>."
+            )
+        return f"<section><h2>Tuning</h2><p>{text}</p></section>"
+    names = list(tuning.get("space") or {})
+    for trial in tuning["trials"]:
+        names += [n for n in trial["hyperparameters"] if n not in names]
+    defaults = tuning.get("defaults") or {}
+    rows = []
+    for trial in tuning["trials"]:
+        chosen = trial["trial"] == tuning.get("best_trial")
+        cells = []
+        for name in names:
+            value = trial["hyperparameters"].get(name)
+            cell = _fmt(value, 4 if isinstance(value, float) and value < 1 else 1)
+            cells.append(cell if value == defaults.get(name) else f"<b>{cell}</b>")
+        recall = trial.get("validation_recall@50")
+        rows.append(
+            [
+                f"{trial['trial']}" + (" (defaults)" if trial["trial"] == 1 else ""),
+                *cells,
+                "no window" if recall is None else _fmt(recall),
+                _fmt(trial.get("epochs")),
+                _fmt(trial.get("seconds"), 1),
+                "<span class='ok'>chosen</span>" if chosen else "",
+            ]
+        )
+    return (
+        "<section><h2>Tuning</h2><p>The Tuner (KerasTuner random search, trial 1 the defaults) "
+        f"compared {len(tuning['trials'])} setting(s) on the "
+        f"{html.escape(str(tuning.get('objective')))} (the Trainer's window inside train, never "
+        "the eval split); the Trainer trained the chosen one. Bold: not the default.</p>"
+        + _table(
+            rows,
+            ["trial", *names, "validation Recall@50", "epochs", "seconds", ""],
+        )
+        + "</section>"
+    )
+
+
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;background:#f5f6f8;color:#222}
 main{max-width:1100px;margin:0 auto;padding:1.5em 2em 3em}
@@ -262,8 +317,9 @@ over {_fmt(split.get("train_items"))} items; catalogue of {_fmt(split.get("n_ite
 Recall@K over the whole catalogue, ties by ascending item id; exclude_seen
 {_fmt(protocol.get("exclude_seen"))}. Intervals: paired bootstrap over visitors.</dd>
 <dt>Training settings</dt><dd><code>{shown or "not recorded"}</code></dd>
-<dt>Choices</dt><dd>The epoch count and the repeat boost are chosen on a validation window inside
-train (never on the eval split): {validation_text}.</dd>
+<dt>Choices</dt><dd>The settings above come from the Tuner (see Tuning) and the epoch count
+and the repeat boost from the Trainer, all chosen on a validation window inside train (never on
+the eval split): {validation_text}.</dd>
 <dt>Limits</dt><dd>One offline split of one shop: a guide to an A/B test, not a substitute.
 Visitors unseen in train are not evaluated; items without train events are reached through their
 content features only (see the <code>target_cold</code> slice). Offline Recall does not measure
@@ -411,6 +467,7 @@ def build_html(run: Any, export_summary: dict, output_dir: str = "") -> str:
 {f"<section>{comparisons}</section>" if comparisons else ""}
 {f"<section>{slices}</section>" if slices else ""}
 {ann}
+{tuning_section(run.tuning)}
 <section><h2>Model card</h2>{model_card(payload, export_summary, run.training)}</section>
 <section><h2>Data</h2>{_table(data_rows, ["", "value"])}</section>
 {counts_html}

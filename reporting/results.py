@@ -22,6 +22,8 @@ from pipeline import pipeline as P
 _OUTPUT_EVENTS = (
     metadata_store_pb2.Event.OUTPUT,
     metadata_store_pb2.Event.DECLARED_OUTPUT,
+    # What a resolver resolved (e.g. an earlier run's HyperParameters under --no-tune).
+    metadata_store_pb2.Event.INTERNAL_OUTPUT,
 )
 _STATES = {
     metadata_store_pb2.Execution.COMPLETE: "complete",
@@ -110,6 +112,7 @@ class RunResults:
     ann_curve: list[dict] | None = None
     order: list[str] = field(default_factory=list)  # node ids in the order they started
     training: dict | None = None  # the Trainer's training_summary.json (settings, validation)
+    tuning: dict | None = None  # metrics.json's "tuning" (collect_tuning)
 
 
 def _json_at(uri: str, name: str) -> dict:
@@ -197,6 +200,7 @@ def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bo
         "pushed_new_version": _pushed_new_version(nodes, P.PUSHER),
         "pushed_scann_new_version": _pushed_new_version(nodes, P.SCANN_PUSHER),
         "counts": collect_counts(nodes, split),
+        "tuning": collect_tuning(nodes),
         "timings_s": {node: r.seconds for node, r in sorted(nodes.items())},
         "cached": sorted(node for node, r in nodes.items() if r.state == "cached"),
     }
@@ -206,11 +210,86 @@ def collect(nodes: dict[str, NodeResult], export_summary: dict, exclude_seen: bo
     }
     order = sorted(nodes, key=lambda n: (nodes[n].started_ms, n))
     training = None
-    if uri := _first_uri(nodes, "Trainer", "model_run"):
+    if uri := _first_uri(nodes, P.TRAINER, "model_run"):
         path = os.path.join(uri, constants.TRAINING_SUMMARY_FILE)
         if os.path.isfile(path):
             training = artifacts.read_json(uri, constants.TRAINING_SUMMARY_FILE)
-    return RunResults(metrics, curves, lineage, reasons, ann_curve, order, training)
+    return RunResults(
+        metrics, curves, lineage, reasons, ann_curve, order, training, metrics["tuning"]
+    )
+
+
+def _hyperparameters_at(uri: str) -> dict:
+    """The JSON of a HyperParameters artifact (TFX writes one file; the Trainer reads it)."""
+    (name,) = [n for n in sorted(os.listdir(uri)) if not n.startswith(".")]
+    return _json_at(uri, name)
+
+
+def collect_tuning(nodes: dict[str, NodeResult]) -> dict | None:
+    """``metrics.json``'s ``tuning``: the Tuner's trials and choice, or where the settings came from.
+
+    With the Tuner (``modules.tuner``): ``{"source": "tuner", "objective": "validation-window
+    Recall@50", "trials": [{"trial", "hyperparameters", "validation_recall@50" (None: no window),
+    "epochs", "seconds", "status"}, ...], "best_trial", "best", "chosen" (= best: what the Trainer
+    got), "space", "defaults", "artifact"}``. Without it (``--no-tune``): ``{"source":
+    "earlier_run", "chosen": {...}, "artifact": uri}`` (the latest HyperParameters of an earlier run,
+    its trials under ``earlier_trials``) or ``{"source": "defaults", "chosen": {}}``. None when the
+    run has neither node (a pipeline without them).
+    """
+    if uri := _first_uri(nodes, P.TUNER, "best_hyperparameters"):
+        config = _hyperparameters_at(uri)
+        log = config.get(constants.TUNE_LOG_KEY) or {}
+        values = config.get("values", {})
+        return {
+            "source": "tuner",
+            "objective": log.get("objective", "validation-window Recall@50"),
+            "trials": log.get("trials", []),
+            "best_trial": log.get("best_trial"),
+            "best": values,
+            "chosen": values,
+            "space": log.get("space", {}),
+            "defaults": log.get("defaults", {}),
+            "artifact": uri,
+        }
+    if P.HYPERPARAMETERS_RESOLVER not in nodes:
+        return None
+    if uri := _first_uri(nodes, P.HYPERPARAMETERS_RESOLVER, "hyperparameters"):
+        config = _hyperparameters_at(uri)
+        log = config.get(constants.TUNE_LOG_KEY) or {}
+        return {
+            "source": "earlier_run",
+            "objective": log.get("objective", "validation-window Recall@50"),
+            "chosen": config.get("values", {}),
+            "earlier_trials": log.get("trials", []),
+            "artifact": uri,
+        }
+    return {"source": "defaults", "chosen": {}}
+
+
+def format_tuning(tuning: dict | None) -> str:
+    """Lines for the terminal: each trial's settings and validation Recall@50, and the choice."""
+    if not tuning:
+        return ""
+    if tuning["source"] == "defaults":
+        return "[tuning] no Tuner (--no-tune) and no earlier run's choice: the default settings"
+    if tuning["source"] == "earlier_run":
+        chosen = ", ".join(f"{k}={v}" for k, v in sorted(tuning["chosen"].items()))
+        return f"[tuning] no Tuner (--no-tune): an earlier run's choice: {chosen}"
+    lines = []
+    for trial in tuning["trials"]:
+        recall = trial.get("validation_recall@50")
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(trial["hyperparameters"].items()))
+        figure = (
+            "no validation window (objective 0)"
+            if recall is None
+            else f"validation Recall@50 {recall:.4f}"
+        )
+        mark = "  <- chosen" if trial["trial"] == tuning.get("best_trial") else ""
+        lines.append(
+            f"[tuning] trial {trial['trial']}: {shown or '(nothing searched)'}: {figure} "
+            f"({trial.get('seconds') or 0:.0f} s){mark}"
+        )
+    return "\n".join(lines)
 
 
 # Where each component's count checks are: (node, output key, file in the artifact).

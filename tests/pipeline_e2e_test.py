@@ -29,6 +29,7 @@ DAG = {
     "ExampleValidator",
     "ValidationGate",
     "Transform",
+    "Tuner",
     "Trainer",
     "LatestBlessedModelResolver",
     "RetrievalEvaluator",
