@@ -30,7 +30,8 @@ from modules.constants import TIE_EPSILON
 
 RECALL_K = 50  # the gate's metric: Recall@50
 # Boosts added to every repeat bucket weight; the first of equal results wins, so 0 comes first.
-REPEAT_BOOSTS = (0.0, -4.0, -1.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+# The large negative boosts let a shop whose visitors never return to an item drop seen items.
+REPEAT_BOOSTS = (0.0, -32.0, -8.0, -4.0, -1.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 _USER_BATCH = 1024  # queries per call of the user tower
 _SCORE_CELLS = 1 << 24  # queries x catalogue cells scored at once (float32: 64 MiB)
 

@@ -135,6 +135,14 @@ def toy_requests(n: int, n_items: int, seed: int) -> dict[str, np.ndarray]:
     return {
         F.VISITOR_ID: rng.integers(0, 10_000, n),
         F.HISTORY: np.array(histories, dtype=object),
+        # The toy model reads the history; the profile is a request input it ignores.
+        F.PROFILE: np.array(
+            [
+                " ".join(f"{x}:1:view:1438387000000" for x in dict.fromkeys(h.split()))
+                for h in histories
+            ],
+            dtype=object,
+        ),
         F.USER_VIEWS: rng.integers(0, 50, n),
         F.USER_ADDTOCARTS: rng.integers(0, 3, n),
         F.USER_TRANSACTIONS: np.zeros(n, np.int64),
