@@ -14,7 +14,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from modules import constants
-from pipeline import cli, local_runner
+from pipeline import cli, configs, local_runner
 from pipeline import pipeline as P
 from reporting import report, results
 
@@ -183,7 +183,7 @@ def test_tuning_without_the_tuner_says_where_the_settings_came_from(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_run_tuned_once_and_no_tune_keeps_the_choice_from_the_cache(tiny_run, tmp_path):
+def test_tiny_run_tuned_once_and_no_tune_reuses_the_choice(tiny_run, tmp_path):
     tuning = tiny_run.metrics["tuning"]
     assert tuning["source"] == "tuner"
     (trial,) = tuning["trials"]  # no validation window on tiny data: the search stops
@@ -192,7 +192,8 @@ def test_tiny_run_tuned_once_and_no_tune_keeps_the_choice_from_the_cache(tiny_ru
     assert "[tuning] trial 1:" in tiny_run.stdout and "no validation window" in tiny_run.stdout
     assert "<h2>Tuning</h2>" in Path(tiny_run.where["report"]).read_text()
 
-    # --no-tune on a copy: the earlier run's choice reaches the same Trainer, served from cache.
+    # --no-tune on a copy (its export folder moved, so nothing after it is cached): the earlier
+    # run's choice, resolved from ML Metadata, reaches the Trainer.
     out = tmp_path / "out"
     shutil.copytree(tiny_run.where["output"], out, ignore=shutil.ignore_patterns("*.lock"))
     argv = list(tiny_run.argv)
@@ -203,4 +204,10 @@ def test_tiny_run_tuned_once_and_no_tune_keeps_the_choice_from_the_cache(tiny_ru
     assert metrics["tuning"]["source"] == "earlier_run"
     assert metrics["tuning"]["chosen"] == tuning["chosen"]
     assert metrics["tuning"]["artifact"] == tuning["artifact"]
-    assert P.TRAINER in metrics["cached"] and P.TUNER not in metrics["timings_s"]
+    nodes = results.latest_run(results.open_store(where["metadata"]), configs.PIPELINE_NAME)
+    assert P.TUNER not in nodes and P.HYPERPARAMETERS_RESOLVER in nodes
+    assert nodes[P.TRAINER].state == "complete"
+    summary = json.loads(
+        (Path(nodes[P.TRAINER].outputs["model_run"][0].uri) / "training_summary.json").read_text()
+    )
+    assert summary["hyperparameters"] == tuning["chosen"]
