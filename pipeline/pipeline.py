@@ -46,6 +46,19 @@ SERVING_MODEL_NAME = "retailrec"  # brute force: the stock TF Serving image serv
 SCANN_SERVING_MODEL_NAME = "retailrec_scann"  # needs the ScaNN ops (ScaNN-enabled TF Serving)
 
 
+class LatestOrNothingStrategy(tfx.dsl.experimental.LatestArtifactStrategy):
+    """TFX's LatestArtifactStrategy, except that no artifact yet resolves nothing, not a failure.
+
+    The stock strategy fails its resolver node when the channel has no artifact (a first run with
+    ``tune_trials=0``); the Trainer then trains with the defaults either way, but the run would
+    report a failed node.
+    """
+
+    def resolve_artifacts(self, store, input_dict):
+        """The latest artifact of each channel, or none."""
+        return self._resolve(input_dict)
+
+
 def example_gen_input_config() -> example_gen_pb2.Input:
     """The export's folders as ExampleGen splits: the time split (not hash buckets) + the catalogue."""
     return example_gen_pb2.Input(
@@ -74,6 +87,7 @@ def create_pipeline(
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
     vertex_training_args: dict[str, Any] | None = None,
+    latest_artifact_strategy: type = LatestOrNothingStrategy,
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
     """Builds the retailrec DAG.
@@ -107,6 +121,10 @@ def create_pipeline(
       beam_pipeline_args: arguments of every Beam-powered component.
       vertex_training_args: when given, the Tuner and the Trainer run as Vertex AI custom jobs
         with these ``{"project": ..., "region": ..., "job_spec": {...}}`` settings.
+      latest_artifact_strategy: the strategy of the resolver that replaces the Tuner when
+        ``tune_trials`` is 0. Kubeflow/Vertex compiles only TFX's own
+        ``LatestArtifactStrategy`` (and Vertex resolves nothing there without failing);
+        locally `LatestOrNothingStrategy` keeps a first run from reporting a failed node.
       enable_cache: reuse the results of components whose inputs did not change.
 
     Returns:
@@ -225,7 +243,7 @@ def create_pipeline(
         # No search this run: the settings the latest earlier run chose (none on a new pipeline
         # root: the defaults), so that a quick re-run keeps what tuning found.
         settings_source = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+            strategy_class=latest_artifact_strategy,
             hyperparameters=tfx.dsl.Channel(type=tfx.types.standard_artifacts.HyperParameters),
         ).with_id(HYPERPARAMETERS_RESOLVER)
         hyperparameters = settings_source.outputs["hyperparameters"]

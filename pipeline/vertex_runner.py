@@ -147,6 +147,8 @@ def build(settings: VertexSettings, **pipeline_kwargs) -> tfx.dsl.Pipeline:
         serving_dir=settings.serving_dir or f"{settings.pipeline_root.rstrip('/')}/serving",
         beam_pipeline_args=dataflow_beam_args(settings),
         vertex_training_args=vertex_training_args(settings),
+        # The KFP v2 compiler knows TFX's own strategy class only (see create_pipeline).
+        latest_artifact_strategy=tfx.dsl.experimental.LatestArtifactStrategy,
         **pipeline_kwargs,
     )
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2
+from tfx.dsl.components.common import resolver
 
+from data import generator
 from modules import constants
 from pipeline import cli, configs, local_runner
 from pipeline import pipeline as P
@@ -49,6 +51,9 @@ def test_without_the_tuner_the_trainer_gets_the_latest_hyperparameters():
     assert P.TUNER not in nodes
     trainer = nodes[P.TRAINER]
     assert trainer.inputs["hyperparameters"].producer_component_id == P.HYPERPARAMETERS_RESOLVER
+    # Locally a lenient LatestArtifactStrategy (nothing yet is no failure); Vertex: TFX's own.
+    strategy = nodes[P.HYPERPARAMETERS_RESOLVER].exec_properties[resolver.RESOLVER_STRATEGY_CLASS]
+    assert strategy is P.LatestOrNothingStrategy
     with pytest.raises(ValueError, match="tune_trials=-1"):
         local_runner.build("/tmp/unused", tune_trials=-1)
 
@@ -211,3 +216,24 @@ def test_tiny_run_tuned_once_and_no_tune_reuses_the_choice(tiny_run, tmp_path):
         (Path(nodes[P.TRAINER].outputs["model_run"][0].uri) / "training_summary.json").read_text()
     )
     assert summary["hyperparameters"] == tuning["chosen"]
+
+
+@pytest.mark.slow
+def test_no_tune_on_a_new_output_trains_the_defaults_and_fails_nothing(tmp_path, capsys):
+    # The stock LatestArtifactStrategy fails its resolver node when there is nothing to resolve.
+    raw = tmp_path / "raw"
+    generator.generate(raw, preset="tiny", seed=0)
+    out = tmp_path / "out"
+    argv = ["run", "--raw", str(raw), "--output", str(out), "--epochs", "1", "--no-tune"]
+    assert cli.main([*argv, "--no-baselines", "--min-recall", "0"]) == 0
+    assert "no earlier run's choice: the default settings" in capsys.readouterr().out
+    where = local_runner.paths(out)
+    nodes = results.latest_run(results.open_store(where["metadata"]), configs.PIPELINE_NAME)
+    assert {r.state for r in nodes.values()} == {"complete"}
+    assert nodes[P.HYPERPARAMETERS_RESOLVER].outputs == {}
+    metrics = json.loads(Path(where["metrics"]).read_text())
+    assert metrics["tuning"] == {"source": "defaults", "chosen": {}}
+    summary = json.loads(
+        (Path(nodes[P.TRAINER].outputs["model_run"][0].uri) / "training_summary.json").read_text()
+    )
+    assert summary["hyperparameters"] is None
