@@ -50,6 +50,7 @@ MODEL_NEGATIVES = "in_batch"  # in_batch | history (see modules/model.py)
 MODEL_SEQUENCE = "events"  # events | distinct: what the user tower's encoder reads
 MODEL_HISTORY_ITEMS = 0  # items the encoder reads (0: the transform's whole width)
 MODEL_PROFILE_ITEMS = 0  # profile items the repeat term reads (0: the transform's whole width)
+MODEL_BIAS_PRIOR = True  # the per-id item bias starts at the item's log share of the targets
 # The validation window (DESIGN 5.6, modules/examples.py): the last days of train, evaluated like
 # the eval split, pick the epoch count and the repeat boost.
 MODEL_VALIDATION_DAYS = 7.0

@@ -67,7 +67,7 @@ def pseudo_cutoff_examples(
     for _ in range(examples_per_event):
         cut = stamps - np.maximum(np.floor(rng.uniform(0.0, horizon_ms, n)), 1).astype(np.int64)
         parts.append(_frozen_at(train, np.arange(n), cut))
-    return {name: np.concatenate([part[name] for part in parts]) for name in train}
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 def _frozen_at(
@@ -199,7 +199,9 @@ def _profile_rows(
         pa.array(np.asarray(stamps, dtype=np.int64).astype(str)),
         sep,
     )
-    return {"next_same": next_same, "token": token}
+    if isinstance(token, pa.ChunkedArray):  # pyarrow chunks large string arrays
+        token = token.combine_chunks()
+    return {"next_same": next_same, "token": token.cast(pa.large_string())}
 
 
 _PROFILE_CHUNK = 1 << 17  # states whose profiles are gathered at once
@@ -243,8 +245,11 @@ def _profiles(ordered: dict[str, Any], rows: np.ndarray, length: int) -> np.ndar
         row = np.concatenate(picked)
         order = np.lexsort((np.concatenate(offsets), owner))
         splits = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=k.size))])
-        lists = pa.ListArray.from_arrays(pa.array(splits, pa.int32()), token.take(row[order]))
-        out[lo : lo + k.size] = pc.binary_join(lists, " ").to_numpy(zero_copy_only=False)
+        lists = pa.LargeListArray.from_arrays(
+            pa.array(splits, pa.int64()), token.take(pa.array(row[order]))
+        )
+        joined = pc.binary_join(lists, pa.scalar(" ", pa.large_string()))
+        out[lo : lo + k.size] = joined.to_numpy(zero_copy_only=False)
     return out
 
 

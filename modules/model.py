@@ -6,10 +6,12 @@ Scoring a (user, item) pair::
 
 * Item tower: ``v`` = the item's id embedding (zero for the out-of-vocabulary bucket, i.e. items
   without train events) + a projection of its content (category and its 5 levels, hashed property
-  tokens as an embedding bag, numeric properties, popularity); ``b`` a learned item bias from the same
-  content plus a per-id bias. Appending the constant 1 to the user vector keeps the score a plain dot
-  product, so an ANN index (ScaNN) still finds the best items.
-* User tower: ``u`` = an encoder of the last N history items (``sequence="events"``, repeats
+  tokens as an embedding bag, numeric properties, popularity); ``b`` a learned item bias from the
+  same content plus a per-id bias that starts at the item's log share of the targets
+  (`log_prior`). Appending the constant 1 to the user vector keeps the score a plain dot product,
+  so an ANN index (ScaNN) still finds the best items.
+* User tower: ``u`` = a weight (1 in training; chosen on the validation window, 0 leaves the item
+  bias and the repeat term alone) times an encoder of the last N history items (``sequence="events"``, repeats
   included) or of the N most recently seen distinct items (``"distinct"``, the profile's first
   items), reading the SAME id embedding table as the item tower (``mean``, ``position`` (learned
   recency weights), ``attention`` or ``gru``), plus a projection of the context: counters,
@@ -97,6 +99,7 @@ class ModelConfig:
     sequence: str = "events"
     history_items: int = 0
     profile_items: int = 0
+    bias_prior: bool = True
     seed: int = 0
 
     def __post_init__(self):
@@ -115,14 +118,25 @@ class ItemTower(tf.keras.Model):
     """Item features -> [v, b] of width embedding_dim + 1."""
 
     def __init__(
-        self, sizes: FeatureSizes, config: ModelConfig, item_embedding: tf.keras.layers.Embedding
+        self,
+        sizes: FeatureSizes,
+        config: ModelConfig,
+        item_embedding: tf.keras.layers.Embedding,
+        bias_prior: np.ndarray | None = None,
     ):
         super().__init__(name="item_tower")
         init = tf.keras.initializers.GlorotUniform(seed=config.seed + 1)
         self._sizes = sizes
         self.item_embedding = item_embedding
         self.item_bias = tf.keras.layers.Embedding(
-            sizes.items, 1, embeddings_initializer="zeros", name="item_id_bias"
+            sizes.items,
+            1,
+            embeddings_initializer=(
+                "zeros"
+                if bias_prior is None
+                else tf.keras.initializers.Constant(np.asarray(bias_prior, np.float32)[:, None])
+            ),
+            name="item_id_bias",
         )
         self.category_embedding = tf.keras.layers.Embedding(
             sizes.categories,
@@ -232,6 +246,11 @@ class UserTower(tf.keras.Model):
             kernel_initializer=tf.keras.initializers.GlorotUniform(seed=config.seed + 12),
             name="user_project",
         )
+        # The weight of the personal part u . v against the item bias: not learned, chosen on the
+        # validation window (`modules.validation.calibrate_personal`); 1 while training.
+        self.personal_weight = self.add_weight(
+            name="personal_weight", shape=[], initializer="ones", trainable=False
+        )
 
     def encode_history(self, history: tf.Tensor, context: tf.Tensor) -> tf.Tensor:
         """Pools the history's item embeddings into one [B, dim] vector."""
@@ -265,7 +284,7 @@ class UserTower(tf.keras.Model):
         context = tf.concat(parts, axis=1)
         pooled = self.encode_history(history, context)
         hidden = self.dropout(self.hidden(tf.concat([pooled, context], 1)), training=training)
-        user = pooled + self.project(hidden)
+        user = (pooled + self.project(hidden)) * self.personal_weight
         return tf.concat([user, tf.ones_like(user[:, :1])], axis=1)
 
 
@@ -440,7 +459,12 @@ class TwoTowerModel(tfrs.Model):
             name="item_embedding",
         )
         self.user_tower = UserTower(sizes, config, self.item_embedding)
-        self.item_tower = ItemTower(sizes, config, self.item_embedding)
+        self.item_tower = ItemTower(
+            sizes,
+            config,
+            self.item_embedding,
+            log_prior(candidate_probability) if config.bias_prior else None,
+        )
         self.repeat = RepeatTerm(
             profile_width(sizes, config), config.repeat_buckets, config.age_buckets, sizes.items
         )
@@ -524,6 +548,26 @@ class TwoTowerModel(tfrs.Model):
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def log_prior(probability: np.ndarray) -> np.ndarray:
+    """The per-id item bias to start from: log of each item's share of the targets, centred.
+
+    With the log-Q correction the logits estimate log P(item | user) up to a constant, so an
+    item's popularity belongs in its bias. Learned from zero, a bias moves by about the learning
+    rate per step and needs thousands of steps to span the few units between a popular and a rare
+    item: on a small shop training stops long before. Started at the log prior, epoch 1 already
+    ranks like popularity and the towers learn what the visitor adds. Items without a target get
+    the smallest observed share; padding and the out-of-vocabulary row get 0.
+    """
+    probability = np.asarray(probability, np.float64)
+    prior = np.zeros(probability.shape, np.float32)
+    inner = probability[1:-1]
+    if inner.size == 0 or not (inner > 0).any():
+        return prior
+    logs = np.log(np.maximum(inner, inner[inner > 0].min()))
+    prior[1:-1] = logs - logs.mean()
+    return prior
 
 
 def history_mask(history: tf.Tensor, item_rows: int) -> tf.Tensor:

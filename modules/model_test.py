@@ -173,6 +173,17 @@ def test_loss_decreases_on_a_toy_batch():
     assert last < 0.5 * first
 
 
+def test_item_id_bias_starts_at_the_centred_log_prior():
+    probability = np.array([0, 0.4, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05, 0.0, 0.0])
+    model = M.TwoTowerModel(SIZES, M.ModelConfig(embedding_dim=8, hidden_dim=16), probability)
+    model.item_vectors(_features())  # builds the layers
+    bias = model.item_tower.item_bias.embeddings.numpy()[:, 0]
+    # Item 8 had no target: the smallest share (0.05); padding (0) and OOV (9) start at 0.
+    logs = np.log([0.4, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05])
+    np.testing.assert_allclose(bias[1:9], logs - logs.mean(), rtol=1e-5)
+    assert bias[0] == bias[9] == 0.0
+
+
 def test_candidate_probability_must_cover_the_item_table():
     with pytest.raises(ValueError, match="item table has 10 rows"):
         M.TwoTowerModel(SIZES, M.ModelConfig(), np.ones(3) / 3)

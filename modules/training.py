@@ -11,7 +11,9 @@ whole catalogue like the evaluation (``modules.validation``). Then:
 1. Fit on the examples whose target is at or before T - V (the item popularity columns of the fit
    examples and of the validation catalogue recomputed as of T - V), up to ``epochs`` epochs;
    keep the epoch with the best validation Recall@50 (`validation.BestEpoch`, ``patience``).
-2. Calibrate the repeat boost on the window (`validation.calibrate_repeat`).
+2. Calibrate on the window the weight of the personal part of the score (`validation.
+   calibrate_personal`: 1, 0.5, 0.25 or 0 times ``u``) and then the repeat boost
+   (`validation.calibrate_repeat`).
 3. With ``refit`` (the default), fit a fresh model on all the examples (targets up to T, the export's
    columns) for the chosen number of epochs and add the chosen boost. The last V days hold the
    freshest co-occurrences and the items that are popular at the cutoff, which the evaluation asks
@@ -64,12 +66,14 @@ _DEFAULTS = {
     "sequence": constants.MODEL_SEQUENCE,
     "history_items": constants.MODEL_HISTORY_ITEMS,
     "profile_items": constants.MODEL_PROFILE_ITEMS,
+    "bias_prior": constants.MODEL_BIAS_PRIOR,
     "validation_days": constants.MODEL_VALIDATION_DAYS,
     "validation_min_queries": constants.MODEL_VALIDATION_MIN_QUERIES,
     "validation_max_queries": constants.MODEL_VALIDATION_MAX_QUERIES,
     "patience": constants.MODEL_PATIENCE,
     "calibrate_repeat": constants.MODEL_CALIBRATE_REPEAT,
     "refit": constants.MODEL_REFIT,
+    "chosen": None,
     "seed": constants.MODEL_SEED,
     "top_k": constants.SERVING_TOP_K,
 }
@@ -86,8 +90,14 @@ def settings(custom_config: dict[str, Any] | None = None) -> dict[str, Any]:
     ``learning_rate``, ``horizon_days``, ``examples_per_event``, ``negatives`` (history |
     in_batch), ``sequence`` (events | distinct: what the encoder reads), ``history_items`` (items
     the encoder reads, 0: all), ``profile_items`` (profile items the repeat term reads, 0: all),
+    ``bias_prior`` (the per-id item bias starts at the log prior, `model.log_prior`),
     ``validation_days``, ``validation_min_queries``, ``validation_max_queries``,
-    ``patience``, ``calibrate_repeat``, ``refit``, ``seed``, ``top_k``; unknown keys are ignored
+    ``patience``, ``calibrate_repeat`` (choose the personal weight and the repeat boost on the
+    window), ``refit``, ``chosen`` (the ``validation`` summary of an earlier validated fit of the
+    same settings, e.g. the Tuner's best trial: when its window and fit examples are this run's,
+    there is no validated fit; its ``best_epoch``, ``personal_weight`` and ``repeat_boost`` are
+    used and the model is fit on all examples), ``seed``, ``top_k``; unknown keys
+    are ignored
     (the same custom_config may carry the transform's keys).
     """
     merged = dict(_DEFAULTS)
@@ -110,6 +120,7 @@ def model_config(cfg: dict[str, Any]) -> M.ModelConfig:
         sequence=str(cfg["sequence"]),
         history_items=int(cfg["history_items"]),
         profile_items=int(cfg["profile_items"]),
+        bias_prior=bool(cfg["bias_prior"]),
         seed=int(cfg["seed"]),
     )
 
@@ -153,6 +164,7 @@ class Trained:
       best_epoch: the chosen number of epochs (1-based; ``epochs`` without validation).
       repeat_boost: the boost added to the repeat weights (`validation.calibrate_repeat`).
       boost_recalls: validation Recall@50 of every boost tried.
+      personal_weight: the weight of ``u`` (`validation.calibrate_personal`).
       validation_recall: validation Recall@50 of the chosen epoch and boost (the figure to compare
         settings by; None without validation). With ``refit`` it was measured on the validated
         fit, the returned model's twin without the window's data.
@@ -171,6 +183,7 @@ class Trained:
     best_epoch: int = 0
     repeat_boost: float = 0.0
     boost_recalls: dict[float, float] = dataclasses.field(default_factory=dict)
+    personal_weight: float = 1.0
     validation_recall: float | None = None
     validation: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -228,16 +241,48 @@ def train(
         "window_queries": window.n_queries,
         "fit_examples": int(fit_rows.sum()),
     }
-    validated = bool(
+    window_usable = bool(
         float(cfg["validation_days"]) > 0
         and window.n_queries >= int(cfg["validation_min_queries"])
         and fit_rows.any()
     )
+    chosen = cfg["chosen"] or {}
+    # The choices of an earlier validated fit apply only to the very same window and examples.
+    given = bool(chosen) and all(
+        chosen.get(key) == value
+        for key, value in (
+            ("window_end_ms", window.end_ms),
+            ("window_queries", window.n_queries),
+            ("fit_examples", int(fit_rows.sum())),
+        )
+    )
+    if chosen and not given:
+        logger.warning("the given choices were made on another validation window; choosing anew")
+    validated = window_usable and not given
     fit_losses: list[float] = []
     recalls: list[float] = []
     boost, boost_recalls, chosen_recall = 0.0, {}, None
+    personal, personal_recalls = 1.0, {}
     epochs = int(cfg["epochs"])
-    if validated:
+    if given:
+        # Chosen on this window by an earlier identical validated fit (the Tuner's best trial).
+        epochs = int(chosen["best_epoch"])
+        boost = float(chosen.get("repeat_boost", 0.0))
+        personal = float(chosen.get("personal_weight", 1.0))
+        progress.report(
+            "epochs %d, personal weight %.2f and repeat boost %+.0f as chosen on the validation "
+            "window by the Tuner",
+            epochs,
+            personal,
+            boost,
+        )
+        summary.update(
+            best_epoch=epochs,
+            personal_weight=personal,
+            repeat_boost=boost,
+            chosen_recall=chosen.get("recall"),
+        )
+    elif validated:
         at_start = E.popularity_at(train_columns, raw[F.ITEM_ID][fit_rows], window.start_ms)
         fit_raw = {name: values[fit_rows] for name, values in raw.items()} | at_start
         items_then = dict(item_columns) | E.popularity_at(
@@ -255,10 +300,14 @@ def train(
         chosen_recall = recalls[stopper.best_epoch]
         lap("fit")
         if cfg["calibrate_repeat"]:
+            personal, personal_recalls = V.calibrate_personal(model, then, queries)
             boost, boost_recalls = V.calibrate_repeat(model, then, queries)
             chosen_recall = boost_recalls[boost]
             progress.report(
-                "repeat boost %+.0f chosen: validation Recall@50 %.4f", boost, chosen_recall
+                "personal weight %.2f and repeat boost %+.0f chosen: validation Recall@50 %.4f",
+                personal,
+                boost,
+                chosen_recall,
             )
         lap("calibrate_repeat")
         summary.update(
@@ -266,12 +315,14 @@ def train(
             fit_losses=fit_losses,
             recalls=recalls,
             best_epoch=epochs,
+            personal_recalls={str(w): r for w, r in personal_recalls.items()},
+            personal_weight=personal,
             boost_recalls={str(b): r for b, r in boost_recalls.items()},
             repeat_boost=boost,
             recall=chosen_recall,
         )
         del then, queries
-    else:
+    elif not given:
         logger.warning(
             "two-tower training without validation: the %.1f-day window before the last train "
             "event holds %d queries (fewer than %d) or no fit example precedes it; training %d "
@@ -299,10 +350,13 @@ def train(
         model, losses = _fit(examples, sizes, cfg, items, [report_epochs], epochs=epochs)
         del examples
         V.add_repeat_boost(model, boost)
+        model.user_tower.personal_weight.assign(personal)
         lap("refit" if validated else "fit")
     else:
         losses = fit_losses
-    summary.update(validated=validated, refit=validated and refit, epochs=epochs)
+    summary.update(
+        validated=validated, refit=validated and refit, epochs=epochs, chosen_by_tuner=given
+    )
     if log_every_epoch:
         logger.info("two-tower training: losses %s, validation %s", losses, summary)
 
@@ -322,6 +376,7 @@ def train(
         best_epoch=epochs,
         repeat_boost=boost,
         boost_recalls=boost_recalls,
+        personal_weight=personal,
         validation_recall=chosen_recall,
         validation=summary,
     )
@@ -367,6 +422,7 @@ _PROFILE_DTYPES = {
 def _dense_profiles(width: int):
     """A dataset map: pads a batch's ragged profile outputs to [B, width]."""
 
+    @tf.autograph.experimental.do_not_convert  # plain TF ops; nothing to convert
     def pad(batch: dict[str, Any]) -> dict[str, Any]:
         out = dict(batch)
         for name in T.PROFILE_OUTPUTS:

@@ -46,6 +46,10 @@ def test_epochs_and_boost_are_chosen_on_the_window_then_refit(tiny):
     assert trained.repeat_boost in V.REPEAT_BOOSTS
     assert set(trained.boost_recalls) == set(V.REPEAT_BOOSTS)
     assert trained.validation_recall == trained.boost_recalls[trained.repeat_boost]
+    # The personal weight is chosen on the window before the boost, and the refit keeps it.
+    assert trained.personal_weight == v["personal_weight"] in V.PERSONAL_WEIGHTS
+    assert set(v["personal_recalls"]) == {str(w) for w in V.PERSONAL_WEIGHTS}
+    assert float(trained.model.user_tower.personal_weight.numpy()) == trained.personal_weight
     assert trained.validation_recall == max(trained.boost_recalls.values())
 
 
@@ -58,6 +62,26 @@ def test_without_refit_the_validated_model_is_returned(tiny):
     assert trained.history == v["fit_losses"]  # the validated fit's losses, all its epochs
     assert trained.repeat_boost == 0.0 and trained.boost_recalls == {}
     assert trained.validation_recall == max(trained.validation_recalls)
+
+
+def test_epochs_and_boost_chosen_by_the_tuner_skip_the_validated_fit(tiny, caplog):
+    train, items, tft_output = tiny
+    cfg = {**SETTINGS, "validation_min_queries": 10, "refit": False}
+    earlier = training.train(train, items, tft_output, cfg).validation
+    chosen = {**earlier, "best_epoch": 2, "repeat_boost": 4.0, "personal_weight": 0.5}
+    with caplog.at_level(logging.WARNING, logger=training.__name__):
+        trained = training.train(train, items, tft_output, {**cfg, "chosen": chosen})
+    v = trained.validation
+    assert v["chosen_by_tuner"] and not v["validated"] and "recalls" not in v
+    assert len(trained.history) == trained.best_epoch == 2  # one fit, on all examples
+    assert trained.repeat_boost == 4.0 and trained.personal_weight == 0.5
+    assert float(trained.model.user_tower.personal_weight.numpy()) == 0.5
+    assert trained.validation_recall is None and "without validation" not in caplog.text
+    # Choices made on another window are not reused.
+    other = {**chosen, "window_end_ms": chosen["window_end_ms"] - 1}
+    assert training.train(train, items, tft_output, {**cfg, "chosen": other}).validation[
+        "validated"
+    ]
 
 
 def test_too_small_a_window_falls_back_to_fixed_epochs(tiny, caplog):
