@@ -154,7 +154,13 @@ def merged_config(
             {k: config[k] for k in kept},
             kept,
         )
-    return {**config, **{k: v for k, v in values.items() if k not in kept}}
+    merged = {**config, **{k: v for k, v in values.items() if k not in kept}}
+    # The best trial's choices on the validation window (epochs, personal weight, repeat boost):
+    # `training.train` reuses them only for the same settings, window and examples.
+    best_choices = (hyperparameters.get(constants.TUNE_LOG_KEY) or {}).get("best_choices")
+    if best_choices:
+        merged["chosen"] = best_choices
+    return merged
 
 
 def tuned_values(hyperparameters: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -200,6 +206,9 @@ def run_fn(fn_args: Any) -> None:
         "seconds": trained.seconds,
         "repeat_bucket_weights": trained.model.repeat.weights_by_bucket.numpy().tolist(),
         "repeat_count_weight": float(trained.model.repeat.weight_of_count.numpy()),
+        "repeat_event_weights": trained.model.repeat.weights_by_event.numpy().tolist(),
+        "repeat_age_weights": trained.model.repeat.weights_by_age.numpy().tolist(),
+        "personal_weight": trained.personal_weight,
         "validation": _validation_summary(trained.validation),
         # The values of the HyperParameters artifact the Trainer got (the Tuner's choice or an
         # earlier run's), None without one: the settings above include them.

@@ -247,13 +247,15 @@ def train(
         and fit_rows.any()
     )
     chosen = cfg["chosen"] or {}
-    # The choices of an earlier validated fit apply only to the very same window and examples.
+    # The choices of an earlier validated fit apply only to the very same settings, window and
+    # examples.
     given = bool(chosen) and all(
         chosen.get(key) == value
         for key, value in (
             ("window_end_ms", window.end_ms),
             ("window_queries", window.n_queries),
             ("fit_examples", int(fit_rows.sum())),
+            ("settings", _comparable(cfg)),
         )
     )
     if chosen and not given:
@@ -380,6 +382,26 @@ def train(
         validation_recall=chosen_recall,
         validation=summary,
     )
+
+
+def choices(trained: Trained) -> dict[str, Any] | None:
+    """What `train` chose on the validation window, to hand a later `train` of the same settings
+    on the same data (``chosen``): None when it did not validate."""
+    v = trained.validation
+    if not v.get("validated"):
+        return None
+    keys = ("window_end_ms", "window_queries", "fit_examples", "best_epoch", "personal_weight")
+    return {
+        **{key: v[key] for key in keys},
+        "repeat_boost": v.get("repeat_boost", 0.0),
+        "recall": v.get("recall"),
+        "settings": _comparable(trained.settings),
+    }
+
+
+def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The settings that make two validated fits identical (not refit, not the choices)."""
+    return {k: v for k, v in sorted(cfg.items()) if k not in ("refit", "chosen")}
 
 
 def _transformed(layer: Any, raw: dict[str, np.ndarray], spec: dict[str, Any]) -> dict[str, Any]:

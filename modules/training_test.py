@@ -67,7 +67,7 @@ def test_without_refit_the_validated_model_is_returned(tiny):
 def test_epochs_and_boost_chosen_by_the_tuner_skip_the_validated_fit(tiny, caplog):
     train, items, tft_output = tiny
     cfg = {**SETTINGS, "validation_min_queries": 10, "refit": False}
-    earlier = training.train(train, items, tft_output, cfg).validation
+    earlier = training.choices(training.train(train, items, tft_output, cfg))
     chosen = {**earlier, "best_epoch": 2, "repeat_boost": 4.0, "personal_weight": 0.5}
     with caplog.at_level(logging.WARNING, logger=training.__name__):
         trained = training.train(train, items, tft_output, {**cfg, "chosen": chosen})
@@ -82,6 +82,13 @@ def test_epochs_and_boost_chosen_by_the_tuner_skip_the_validated_fit(tiny, caplo
     assert training.train(train, items, tft_output, {**cfg, "chosen": other}).validation[
         "validated"
     ]
+    # Nor choices made with other settings (a refit, on or off, does not count).
+    assert training.train(
+        train, items, tft_output, {**cfg, "refit": True, "chosen": chosen}
+    ).validation["chosen_by_tuner"]
+    assert training.train(
+        train, items, tft_output, {**cfg, "learning_rate": 0.01, "chosen": chosen}
+    ).validation["validated"]
 
 
 def test_too_small_a_window_falls_back_to_fixed_epochs(tiny, caplog):

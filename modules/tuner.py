@@ -138,6 +138,7 @@ class TwoTowerTuner(keras_tuner.engine.base_tuner.BaseTuner):
         )
         self._inputs: trainer_module.Inputs | None = inputs
         self._base = dict(base_config)
+        self._choices: dict[str, dict[str, Any] | None] = {}
 
     def run_trial(self, trial: Any, *fit_args, **fit_kwargs) -> dict[str, float]:
         """Trains the trial's settings and returns the validation-window Recall@50 (0 without one).
@@ -166,6 +167,9 @@ class TwoTowerTuner(keras_tuner.engine.base_tuner.BaseTuner):
             ) from err
         recall, epochs = trained.validation_recall, int(trained.best_epoch)
         cfg = trained.settings
+        # What the trial chose on the window: the Trainer reuses the best trial's (same settings,
+        # same window) instead of repeating its validated fit.
+        self._choices[trial.trial_id] = training.choices(trained)
         del trained
         tf.keras.backend.clear_session()
         memory.release()
@@ -225,7 +229,7 @@ class TwoTowerTuner(keras_tuner.engine.base_tuner.BaseTuner):
         best = super().get_best_hyperparameters(num_trials)
         if best:
             chosen = _ChosenHyperParameters.from_config(best[0].get_config())
-            chosen.log = tuning_log(self.oracle)
+            chosen.log = tuning_log(self.oracle, self._choices)
             best[0] = chosen
         return best
 
@@ -236,18 +240,22 @@ class TwoTowerTuner(keras_tuner.engine.base_tuner.BaseTuner):
 
     def results_summary(self, num_trials: int = 10) -> None:
         """Logs the trials (KerasTuner prints them)."""
-        logger.info("Tuner results: %s", tuning_log(self.oracle))
+        logger.info("Tuner results: %s", tuning_log(self.oracle, self._choices))
 
 
-def tuning_log(oracle: keras_tuner.Oracle) -> dict[str, Any]:
+def tuning_log(
+    oracle: keras_tuner.Oracle, choices: dict[str, dict[str, Any] | None] | None = None
+) -> dict[str, Any]:
     """The search's record: every trial in the order it ran, the best one and the space.
 
     Returns:
       ``{"objective": "validation-window Recall@50", "trials": [{"trial": 1, "hyperparameters":
       {...}, "validation_recall@50": x or None (no window), "epochs": e, "seconds": s, "status":
       ...}, ...], "best_trial": n, "best": {...}, "space": {setting: [choices]}, "defaults":
-      {setting: default}}``.
+      {setting: default}, "best_choices": what the best trial chose on the window
+      (``training.choices``, from ``choices`` by trial id; the Trainer reuses it)}``.
     """
+    choices = choices or {}
     trials = []
     for trial_id in sorted(oracle.trials, key=int):
         trial = oracle.trials[trial_id]
@@ -272,6 +280,7 @@ def tuning_log(oracle: keras_tuner.Oracle) -> dict[str, Any]:
         "trials": trials,
         "best_trial": int(best[0].trial_id) + 1 if best else None,
         "best": dict(best[0].hyperparameters.values) if best else {},
+        "best_choices": choices.get(best[0].trial_id) if best else None,
         "space": {hp.name: list(hp.values) for hp in space},
         "defaults": {hp.name: hp.default for hp in space},
     }
