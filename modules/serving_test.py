@@ -135,6 +135,12 @@ def _odd_requests(first: dict, catalogue_ids: list[int]) -> dict[str, dict]:
     oversized[1::9] = ["999999999999"] * len(oversized[1::9])
     oversized[4::11] = ["not-an-id"] * len(oversized[4::11])
     spaced = first[F.HISTORY].split()[:5]
+    distinct = list(dict.fromkeys(known))
+    profile = [
+        f"{distinct[i % len(distinct)]}:{1 + i % 3}:{F.EVENT_TYPES[i % 3]}:1438300000000"
+        for i in range(2 * constants.MODEL_PROFILE_LENGTH)
+    ]
+    profile[3::13] = ["junk"] * len(profile[3::13])
     return {
         # A new visitor: no history, no counters.
         "new_visitor": {**first, F.HISTORY: "", F.USER_LAST_TIMESTAMP: 0, F.USER_VIEWS: 0},
@@ -148,6 +154,13 @@ def _odd_requests(first: dict, catalogue_ids: list[int]) -> dict[str, dict]:
         "only_unknown_items": {**first, F.HISTORY: "999999999999 888888888888 -5 x"},
         "extra_spaces": {**first, F.HISTORY: "  " + "   ".join(spaced) + " \t "},
         "single_spaces": {**first, F.HISTORY: " ".join(spaced)},
+        # A profile longer than the model reads (distinct known items, junk and unknown tokens).
+        "oversized_profile": {**first, F.PROFILE: " ".join(profile)},
+        "oversized_profile_cut": {
+            **first,
+            F.PROFILE: " ".join(profile[: constants.MODEL_PROFILE_LENGTH]),
+        },
+        "junk_profile": {**first, F.PROFILE: "x 999999999999:2:view:1 :: 5:a:b:c"},
     }
 
 
@@ -270,6 +283,8 @@ def test_an_oversized_history_is_read_as_its_most_recent_items(served):
     ids, scores = response["odd_item_ids"], response["odd_scores"]
     assert ids["oversized"] == ids["oversized_cut"]
     np.testing.assert_allclose(scores["oversized"], scores["oversized_cut"], rtol=1e-5)
+    # The profile likewise: its first MODEL_PROFILE_LENGTH tokens.
+    assert ids["oversized_profile"] == ids["oversized_profile_cut"]
 
 
 def test_history_whitespace_does_not_matter(served):

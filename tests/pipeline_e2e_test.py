@@ -229,6 +229,7 @@ def test_pushed_model_serves_rest_instances_with_tensorflow_only(tiny_run):
         {
             F.VISITOR_ID: 1,
             F.HISTORY: " ".join(map(str, some)),
+            F.PROFILE: " ".join(f"{item}:1:view:1438300000000" for item in some),
             F.USER_VIEWS: 3,
             F.USER_ADDTOCARTS: 0,
             F.USER_TRANSACTIONS: 0,
@@ -239,6 +240,7 @@ def test_pushed_model_serves_rest_instances_with_tensorflow_only(tiny_run):
         {  # an unknown visitor with no history: a popularity-like list, not an error
             F.VISITOR_ID: 987_654_321,
             F.HISTORY: "",
+            F.PROFILE: "",
             F.USER_VIEWS: 0,
             F.USER_ADDTOCARTS: 0,
             F.USER_TRANSACTIONS: 0,
@@ -286,6 +288,7 @@ def test_pushed_model_serves_filtered_rest_instances_with_tensorflow_only(tiny_r
     visitor = {
         F.VISITOR_ID: 1,
         F.HISTORY: " ".join(map(str, sorted(available)[:3])),
+        F.PROFILE: " ".join(f"{item}:2:addtocart:1438300000000" for item in sorted(available)[:3]),
         F.USER_VIEWS: 3,
         F.USER_ADDTOCARTS: 0,
         F.USER_TRANSACTIONS: 0,
@@ -293,7 +296,13 @@ def test_pushed_model_serves_filtered_rest_instances_with_tensorflow_only(tiny_r
         F.TIMESTAMP: 1_438_400_000_000,
         F.USER_LAST_TIMESTAMP: 1_438_300_000_000,
     }
-    new_visitor = {**visitor, F.VISITOR_ID: 987_654_321, F.HISTORY: "", F.USER_VIEWS: 0}
+    new_visitor = {
+        **visitor,
+        F.VISITOR_ID: 987_654_321,
+        F.HISTORY: "",
+        F.PROFILE: "",
+        F.USER_VIEWS: 0,
+    }
 
     def call(bodies: list[dict]) -> dict:
         return _tensorflow_only(FILTERED_CLIENT, version, bodies)
@@ -336,6 +345,7 @@ def test_pushed_scann_model_serves_filtered_requests(tiny_run):
     request = {
         F.VISITOR_ID: [1, 2],
         F.HISTORY: ["", " ".join(map(str, sorted(available)[:2]))],
+        F.PROFILE: ["", " ".join(f"{i}:1:view:1438300000000" for i in sorted(available)[:2])],
         F.USER_VIEWS: [0, 2],
         F.USER_ADDTOCARTS: [0, 0],
         F.USER_TRANSACTIONS: [0, 0],
