@@ -400,8 +400,9 @@ def choices(trained: Trained) -> dict[str, Any] | None:
 
 
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The settings that make two validated fits identical (not refit, not the choices)."""
-    return {k: v for k, v in sorted(cfg.items()) if k not in ("refit", "chosen")}
+    """The settings that make two validated fits identical (not refit, the list length or the
+    choices)."""
+    return {k: v for k, v in sorted(cfg.items()) if k not in ("refit", "top_k", "chosen")}
 
 
 def _transformed(layer: Any, raw: dict[str, np.ndarray], spec: dict[str, Any]) -> dict[str, Any]:

@@ -139,6 +139,8 @@ class TwoTowerTuner(keras_tuner.engine.base_tuner.BaseTuner):
         self._inputs: trainer_module.Inputs | None = inputs
         self._base = dict(base_config)
         self._choices: dict[str, dict[str, Any] | None] = {}
+        self._budget = constants.TUNE_SECONDS_PER_TRIAL * oracle.max_trials
+        self._spent = 0.0
 
     def run_trial(self, trial: Any, *fit_args, **fit_kwargs) -> dict[str, float]:
         """Trains the trial's settings and returns the validation-window Recall@50 (0 without one).
@@ -174,6 +176,7 @@ class TwoTowerTuner(keras_tuner.engine.base_tuner.BaseTuner):
         tf.keras.backend.clear_session()
         memory.release()
         seconds = time.perf_counter() - started
+        self._spent += seconds
         shown = ", ".join(f"{k}={v}" for k, v in sorted(values.items())) or "(nothing searched)"
         label = "the defaults" if number == 1 else "random"
         if recall is None:
@@ -203,6 +206,18 @@ class TwoTowerTuner(keras_tuner.engine.base_tuner.BaseTuner):
                 recall,
                 epochs,
                 seconds,
+            )
+        if number < total and self._spent + seconds > self._budget:
+            # Another trial like this one would pass the time budget: stop here.
+            self.oracle.max_trials = number
+            progress.report(
+                "time budget: %d trial(s) took %.0f s; another would pass %.0f s "
+                "(%d s x %d trials): search stopped",
+                number,
+                self._spent,
+                self._budget,
+                constants.TUNE_SECONDS_PER_TRIAL,
+                total,
             )
         return {
             constants.TUNE_OBJECTIVE: 0.0 if recall is None else float(recall),

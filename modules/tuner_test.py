@@ -166,6 +166,19 @@ def test_run_fn_trains_the_tuned_settings(artifacts, tuned, tmp_path):
     for key, value in config["values"].items():
         assert summary["settings"][key] == value
     assert summary["settings"]["epochs"] <= SETTINGS["epochs"] and summary["settings"]["top_k"] == 5
+    # The best trial was the Trainer's validated fit: its choices are reused, not made again.
+    best = config[constants.TUNE_LOG_KEY]["best_choices"]
+    assert summary["validation"]["chosen_by_tuner"] and not summary["validation"]["validated"]
+    assert summary["validation"]["best_epoch"] == best["best_epoch"]
+    assert summary["validation"]["repeat_boost"] == best["repeat_boost"]
+
+
+def test_the_time_budget_stops_the_search(artifacts, monkeypatch):
+    root, inputs = artifacts
+    monkeypatch.setattr(constants, "TUNE_SECONDS_PER_TRIAL", 0.001)
+    best, _ = _tune(root, inputs, {**SETTINGS, tuner.TRIALS_KEY: 3}, "budget")
+    (trial,) = best[constants.TUNE_LOG_KEY]["trials"]  # the defaults, then out of time
+    assert trial["hyperparameters"] == _defaults() and trial["validation_recall@50"] is not None
 
 
 def test_no_validation_window_objective_zero_warned_and_search_stops(artifacts, caplog):
