@@ -344,8 +344,7 @@ def merge_candidates(
     in_history = history_rows >= 0
     rows = tf.concat([ann_rows, history_rows], axis=1)
     valid = tf.concat([ann_valid, in_history], axis=1)
-    at = tf.equal(rows[:, :, None], history_rows[:, None, :]) & in_history[:, None, :]
-    bonus = tf.reduce_sum(tf.where(at, repeat_bonus[:, None, :], 0.0), axis=2)
+    bonus = _summed_bonus(rows, history_rows, repeat_bonus)
     # Sort by row (invalid slots last), then keep the first of each run of equal rows.
     last = tf.constant(np.iinfo(np.int64).max, tf.int64)
     keyed = tf.where(valid, rows, last)
@@ -363,6 +362,28 @@ def merge_candidates(
     width = scores.shape[1]
     best = tf.math.top_k(scores, k=k if width is None else min(k, width))
     return tf.gather(rows, best.indices, batch_dims=1), best.values
+
+
+def _summed_bonus(rows, history_rows, repeat_bonus):
+    """[B, C]: the summed repeat bonus of the history positions holding each candidate row.
+
+    By binary search in each query's sorted history rows: O(B x (C + N) log N) time and [B, C]
+    memory, where comparing every candidate with every position would take [B, C, N] (gigabytes
+    for a 500-item profile). A row held once (every row of a profile) gets its bonus exactly; a
+    row held at several positions (a history with repeats) the difference of running sums.
+    """
+    biggest = tf.constant(np.iinfo(np.int64).max, tf.int64)
+    keyed = tf.where(history_rows >= 0, history_rows, biggest)
+    order = tf.argsort(keyed, axis=1, stable=True)
+    held = tf.gather(keyed, order, batch_dims=1)
+    values = tf.gather(tf.where(history_rows >= 0, repeat_bonus, 0.0), order, batch_dims=1)
+    running = tf.pad(tf.cumsum(values, axis=1), [[0, 0], [1, 0]])
+    lo = tf.searchsorted(held, rows, side="left")
+    hi = tf.searchsorted(held, rows, side="right")
+    once = tf.gather(values, tf.minimum(lo, tf.shape(values)[1] - 1), batch_dims=1)
+    several = tf.gather(running, hi, batch_dims=1) - tf.gather(running, lo, batch_dims=1)
+    bonus = tf.where(hi - lo == 1, once, several)
+    return tf.where(hi > lo, bonus, tf.zeros_like(bonus))
 
 
 def export_scann_model(
