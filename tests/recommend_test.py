@@ -143,9 +143,13 @@ def test_grpc_predict_request_round_trip():
     assert tf.make_ndarray(parsed.inputs[F.HISTORY]).tolist() == [b"10 20"]
     assert tf.make_ndarray(parsed.inputs[F.VISITOR_ID]).tolist() == [42]
     assert tf.make_ndarray(parsed.inputs[F.TIMESTAMP]).dtype.name == "int64"
+    assert tf.make_ndarray(parsed.inputs[F.PROFILE]).tolist() == [
+        b"10:1:view:1438400000000 20:1:view:1438400000000"
+    ]
     assert set(parsed.inputs) == {
         F.VISITOR_ID,
         F.HISTORY,
+        F.PROFILE,
         *F.USER_COUNTER_FEATURES,
         F.TIMESTAMP,
         F.USER_LAST_TIMESTAMP,
