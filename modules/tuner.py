@@ -15,8 +15,10 @@ on the examples before the validation window, the epoch count (early stopping) a
 chosen on the window, exactly the Trainer's validated fit. Its objective
 (``constants.TUNE_OBJECTIVE``, maximised) is the validation-window Recall@50 of those choices
 (``Trained.validation_recall``): the last ``validation_days`` of train, scored like the
-evaluation; the eval split is never read. The Trainer then trains the best settings as always
-(validated fit, calibration, refit on all train events).
+evaluation; the eval split is never read. The best trial's choices on the window (epochs,
+personal weight, repeat boost: ``training.choices``) ride in the log; the Trainer reuses them
+when its settings, window and fit examples are the trial's, and only refits on all train events.
+The search stops early when another trial would pass ``TUNE_SECONDS_PER_TRIAL`` x trials.
 
 The search (`DefaultsFirstOracle`): trial 1 is the defaults (``modules.constants``), so the
 Tuner never hands the Trainer settings that are worse on the window than the defaults (ties go to
