@@ -247,7 +247,7 @@ class UserTower(tf.keras.Model):
             name="user_project",
         )
         # The weight of the personal part u . v against the item bias: not learned, chosen on the
-        # validation window (`modules.validation.calibrate_personal`); 1 while training.
+        # validation window (`modules.validation.calibrate`); 1 while training.
         self.personal_weight = self.add_weight(
             name="personal_weight", shape=[], initializer="ones", trainable=False
         )

@@ -11,9 +11,8 @@ whole catalogue like the evaluation (``modules.validation``). Then:
 1. Fit on the examples whose target is at or before T - V (the item popularity columns of the fit
    examples and of the validation catalogue recomputed as of T - V), up to ``epochs`` epochs;
    keep the epoch with the best validation Recall@50 (`validation.BestEpoch`, ``patience``).
-2. Calibrate on the window the weight of the personal part of the score (`validation.
-   calibrate_personal`: 1, 0.5, 0.25 or 0 times ``u``) and then the repeat boost
-   (`validation.calibrate_repeat`).
+2. Calibrate on the window, together, the weight of the personal part of the score (1, 0.5, 0.25
+   or 0 times ``u``) and the repeat boost (`validation.calibrate`: every pair of the grid).
 3. With ``refit`` (the default), fit a fresh model on all the examples (targets up to T, the export's
    columns) for the chosen number of epochs and add the chosen boost. The last V days hold the
    freshest co-occurrences and the items that are popular at the cutoff, which the evaluation asks
@@ -162,9 +161,9 @@ class Trained:
       validation_recalls: validation Recall@50 after every epoch of the validated fit (empty
         without validation).
       best_epoch: the chosen number of epochs (1-based; ``epochs`` without validation).
-      repeat_boost: the boost added to the repeat weights (`validation.calibrate_repeat`).
+      repeat_boost: the boost added to the repeat weights (`validation.calibrate`).
       boost_recalls: validation Recall@50 of every boost tried.
-      personal_weight: the weight of ``u`` (`validation.calibrate_personal`).
+      personal_weight: the weight of ``u`` (`validation.calibrate`).
       validation_recall: validation Recall@50 of the chosen epoch and boost (the figure to compare
         settings by; None without validation). With ``refit`` it was measured on the validated
         fit, the returned model's twin without the window's data.
@@ -302,8 +301,7 @@ def train(
         chosen_recall = recalls[stopper.best_epoch]
         lap("fit")
         if cfg["calibrate_repeat"]:
-            personal, personal_recalls = V.calibrate_personal(model, then, queries)
-            boost, boost_recalls = V.calibrate_repeat(model, then, queries)
+            personal, boost, personal_recalls, boost_recalls = V.calibrate(model, then, queries)
             chosen_recall = boost_recalls[boost]
             progress.report(
                 "personal weight %.2f and repeat boost %+.0f chosen: validation Recall@50 %.4f",

@@ -8,7 +8,8 @@ serving computes; a query is a hit when its target is in the top 50 by the proto
 default). Recall@50 is the share of hits; targets outside the catalogue are misses.
 
 `BestEpoch` is the early-stopping callback (it keeps the weights of the best epoch; it is not
-Keras' ``EarlyStopping``, which watches a logged metric); `calibrate_repeat` picks the repeat boost.
+Keras' ``EarlyStopping``, which watches a logged metric); `calibrate` picks the personal weight and
+the repeat boost together (`grid_hits` scores the whole grid from one dot product per query).
 No TFX imports.
 """
 
@@ -31,8 +32,8 @@ from modules.constants import TIE_EPSILON
 RECALL_K = 50  # the gate's metric: Recall@50
 # Boosts added to every repeat bucket weight; the first of equal results wins, so 0 comes first.
 # The large negative boosts let a shop whose visitors never return to an item drop seen items.
-REPEAT_BOOSTS = (0.0, -32.0, -8.0, -4.0, -1.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
-# Weights of the personal part of the score tried by `calibrate_personal` (1: as trained).
+REPEAT_BOOSTS = (0.0, -32.0, -16.0, -8.0, -4.0, -2.0, -1.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0)
+# Weights of the personal part of the score tried by `calibrate` (1: as trained).
 PERSONAL_WEIGHTS = (1.0, 0.5, 0.25, 0.0)
 _USER_BATCH = 1024  # queries per call of the user tower
 _SCORE_CELLS = 1 << 24  # queries x catalogue cells scored at once (float32: 64 MiB)
@@ -168,64 +169,146 @@ def recall(
     return hits / queries.size
 
 
-def calibrate_repeat(
-    model: M.TwoTowerModel,
-    items: Cat.Catalogue,
-    queries: ValidationQueries,
-    boosts: tuple[float, ...] = REPEAT_BOOSTS,
-) -> tuple[float, dict[float, float]]:
-    """Adds to every repeat bucket weight the boost with the best validation Recall@50.
-
-    The towers learn the item co-occurrences of the fit examples by heart within a few epochs, so
-    on them a seen item competes with new items the model is overconfident about, and the learned
-    repeat weights come out too small for unseen events. One shared boost, chosen on the window,
-    corrects that where the data says so (and is 0 where it does not).
-
-    Returns:
-      (the boost now added to the model's repeat weights, {boost: validation Recall@50}).
-    """
-    repeat = model.repeat
-    base = repeat.bucket_weights.numpy()
-    vectors = Cat.item_vectors(model, items)
-    results = []
-    for boost in boosts:
-        repeat.bucket_weights.assign(base + boost / M.REPEAT_SCALE)
-        results.append(recall(model, items, queries, vectors))
-    best = boosts[int(np.argmax(results))]  # the first of equal results
-    repeat.bucket_weights.assign(base + best / M.REPEAT_SCALE)
-    return float(best), dict(zip(boosts, [round(r, 4) for r in results], strict=True))
-
-
-def calibrate_personal(
+def calibrate(
     model: M.TwoTowerModel,
     items: Cat.Catalogue,
     queries: ValidationQueries,
     weights: tuple[float, ...] = PERSONAL_WEIGHTS,
-) -> tuple[float, dict[float, float]]:
-    """Sets the user tower's personal weight (``u`` scaled; item bias and repeat term kept) to the
-    one with the best validation Recall@50.
+    boosts: tuple[float, ...] = REPEAT_BOOSTS,
+) -> tuple[float, float, dict[float, float], dict[float, float]]:
+    """Sets the personal weight and the repeat boost to the pair with the best validation Recall@50.
 
-    Where visitors' tastes say little (a shop whose visitors never return to an item, with
-    popularity the strongest signal), the dot product the towers learned from the fit examples
-    adds more noise than it explains on unseen events; a smaller weight shrinks the scores towards
-    the item bias (popularity and content) and the repeat term. 1 comes first: equal results keep
-    the model as trained.
+    The personal weight scales ``u`` (item bias and repeat term kept). Where visitors' tastes say
+    little (a shop whose visitors never return to an item, with popularity the strongest signal),
+    the dot product the towers learned from the fit examples adds more noise than it explains on
+    unseen events; a smaller weight shrinks the scores towards the item bias and the repeat term.
+
+    The boost is added to every repeat bucket weight. The towers learn the item co-occurrences of
+    the fit examples by heart within a few epochs, so on them a seen item competes with new items
+    the model is overconfident about, and the learned repeat weights come out too small (or too
+    large) for unseen events. One shared boost, chosen on the window, corrects that where the data
+    says so.
+
+    Every pair of the grid is scored (`grid_hits`: one dot product per query, whatever the grid's
+    size). Of equal results the first pair wins: weight 1 and boost 0 come first, so equal results
+    keep the model as trained.
 
     Returns:
-      (the weight now set, {weight: validation Recall@50}).
+      (the weight and the boost now set, {weight: Recall@50 with the chosen boost}, {boost:
+      Recall@50 with the chosen weight}).
     """
-    vectors = Cat.item_vectors(model, items)  # the item side does not change
-    results = []
-    for weight in weights:
-        model.user_tower.personal_weight.assign(weight)
-        results.append(recall(model, items, queries, vectors))
-    best = weights[int(np.argmax(results))]
-    model.user_tower.personal_weight.assign(best)
-    return float(best), dict(zip(weights, [round(r, 4) for r in results], strict=True))
+    repeat = model.repeat
+    vectors = Cat.item_vectors(model, items)  # the item side does not change with either choice
+    item_part, bias = vectors[:, :-1], vectors[:, -1]
+    model.user_tower.personal_weight.assign(1.0)
+    hits = np.zeros((len(weights), len(boosts)), dtype=np.int64)
+    chunk = int(np.clip(_SCORE_CELLS // max(items.ids.size, 1), 1, _USER_BATCH))
+    for start in range(0, queries.size, chunk):
+        part = {k: v[start : start + chunk] for k, v in queries.features.items()}
+        hits += grid_hits(
+            model.user_vectors(part).numpy()[:, :-1] @ item_part.T,
+            bias,
+            items.row_of_index[model.repeat.items(part).numpy()],
+            model.repeat.bonus(part).numpy(),
+            items.ids,
+            queries.targets[start : start + chunk],
+            weights,
+            boosts,
+        )
+    recalls = np.round(hits / max(queries.size, 1), 4)
+    best_w, best_b = np.unravel_index(int(np.argmax(hits)), hits.shape)  # the first of equals
+    weight, boost = float(weights[best_w]), float(boosts[best_b])
+    model.user_tower.personal_weight.assign(weight)
+    add_repeat_boost(model, boost)
+    return (
+        weight,
+        boost,
+        {float(w): float(r) for w, r in zip(weights, recalls[:, best_b], strict=True)},
+        {float(b): float(r) for b, r in zip(boosts, recalls[best_w], strict=True)},
+    )
+
+
+def grid_hits(
+    dots: np.ndarray,
+    bias: np.ndarray,
+    rows: np.ndarray,
+    bonus: np.ndarray,
+    item_ids: np.ndarray,
+    targets: np.ndarray,
+    weights: tuple[float, ...],
+    boosts: tuple[float, ...],
+    k: int = RECALL_K,
+) -> np.ndarray:
+    """[weights, boosts] hits of queries scored ``weight * dots + bias`` plus ``bonus + boost`` on
+    their profile items, by the protocol's tie rule (as `hits_at_k` on the full scores).
+
+    Only the catalogue's top ``k + P`` by ``weight * dots + bias`` (P: profile positions) and the
+    profile items can rank before a target that scores above the last of that top: at least k of
+    the top are not profile items, and no item outside both scores more than they do, whatever the
+    boost. So each boost costs [Q, k + 2P] comparisons, not [Q, M]; a query whose target scores
+    within the tie margin of that last item (a few per thousand) is decided on its full row.
+
+    Args:
+      dots: [Q, M] ``u . v`` of every query and catalogue column (personal weight 1).
+      bias: [M] item bias of every column.
+      rows: [Q, P] catalogue column of every profile position, -1 for none (padding, no row).
+      bonus: [Q, P] repeat bonus of every profile position (boost 0). A profile holds an item once.
+      item_ids: [M] ascending item id of every column.
+      targets: [Q] raw target item ids; a target outside ``item_ids`` is a miss.
+      weights: personal weights.
+      boosts: repeat boosts.
+      k: list length.
+
+    Returns:
+      int64 [len(weights), len(boosts)] number of hits.
+    """
+    n_queries, n_items = dots.shape
+    query = np.arange(n_queries)
+    valid = rows >= 0
+    safe_rows = np.where(valid, rows, 0)
+    column = np.clip(np.searchsorted(item_ids, targets), 0, n_items - 1)
+    listed = item_ids[column] == targets
+    # How often the target is a profile item, and its bonus there (boost 0).
+    at_target = valid & (rows == column[:, None])
+    target_positions = at_target.sum(axis=1)
+    target_bonus = np.where(at_target, bonus, 0.0).sum(axis=1, dtype=np.float64)
+    profile_codes = (query[:, None] * n_items + rows)[valid]
+    margin = 2.0 * (n_items + 1) * TIE_EPSILON
+    width = min(k + rows.shape[1], n_items)
+    step = np.asarray(boosts, dtype=np.float64)[:, None, None]  # [boosts, 1, 1]
+    out = np.zeros((len(weights), len(boosts)), dtype=np.int64)
+    for w_index, weight in enumerate(weights):
+        scores = dots * np.float32(weight) + bias[None, :].astype(np.float32)
+        top_values, top_columns = tf.math.top_k(scores, width)
+        top_values = top_values.numpy().astype(np.float64)
+        top_columns = top_columns.numpy()
+        last = top_values[:, -1] if width < n_items else np.full(n_queries, -np.inf)
+        in_profile = np.isin(query[:, None] * n_items + top_columns, profile_codes)
+        others = np.where(in_profile, -np.inf, top_values)  # [Q, width]: the top's other items
+        profile = np.where(valid, scores[query[:, None], safe_rows], -np.inf).astype(np.float64)
+        profile = profile + np.where(valid, bonus, 0.0)  # [Q, P]
+        target = scores[query, column].astype(np.float64) + target_bonus
+        # Every boost at once: [boosts, Q, ...].
+        boosted = profile[None] + np.where(valid, step, 0.0)
+        target_at = target[None] + step[:, :, 0] * target_positions[None]
+        high = (target_at + margin)[:, :, None]
+        low = (target_at - margin)[:, :, None]
+        above = (others[None] > high).sum(axis=2) + (boosted > high).sum(axis=2)
+        reach = (others[None] >= low).sum(axis=2) + (boosted >= low).sum(axis=2)
+        complete = (low[:, :, 0] > last[None]) & listed[None]  # everything >= low was counted
+        hit = complete & (reach <= k)
+        unsure = listed[None] & ~hit & (above < k)
+        for b_index, q in zip(*np.nonzero(unsure), strict=True):
+            row = scores[q].astype(np.float64)
+            add = np.where(valid[q], bonus[q] + boosts[b_index], 0.0)
+            ranking.add_repeat_bonus(row[None], np.where(valid[q], rows[q], -1)[None], add[None])
+            hit[b_index, q] = hits_at_k(row[None], item_ids, targets[q : q + 1], k)[0]
+        out[w_index] = hit.sum(axis=1)
+    return out
 
 
 def add_repeat_boost(model: M.TwoTowerModel, boost: float) -> None:
-    """Adds a boost (chosen by `calibrate_repeat` on another model) to the repeat bucket weights."""
+    """Adds a boost (chosen by `calibrate` on another model) to the repeat bucket weights."""
     repeat = model.repeat
     repeat.bucket_weights.assign(repeat.bucket_weights.numpy() + boost / M.REPEAT_SCALE)
 

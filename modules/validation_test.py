@@ -46,3 +46,41 @@ def test_equals_the_full_ranking_on_tie_heavy_scores(dtype):
             np.testing.assert_array_equal(
                 V.hits_at_k(scores, ids, targets, k), _reference(scores, ids, targets, k)
             )
+
+
+def _grid_reference(dots, bias, rows, bonus, ids, targets, weights, boosts, k):
+    out = np.zeros((len(weights), len(boosts)), dtype=np.int64)
+    for i, weight in enumerate(weights):
+        for j, boost in enumerate(boosts):
+            scores = (dots * np.float32(weight) + bias[None, :].astype(np.float32)).astype(
+                np.float64
+            )
+            ranking.add_repeat_bonus(scores, rows, np.where(rows >= 0, bonus + boost, 0.0))
+            out[i, j] = _reference(scores, ids, targets, k).sum()
+    return out
+
+
+@pytest.mark.parametrize("coarse", [False, True])
+def test_grid_hits_equal_the_full_ranking_of_every_pair(coarse):
+    rng = np.random.default_rng(1)
+    n_queries, n_items, width, k = 200, 400, 30, 10
+    ids = np.sort(rng.choice(5_000, n_items, replace=False))
+    if coarse:  # many exact ties, also at the last item of the reduced top
+        dots = rng.integers(0, 6, (n_queries, n_items)).astype(np.float32)
+        bias = rng.integers(0, 3, n_items).astype(np.float32)
+    else:
+        dots = rng.normal(size=(n_queries, n_items)).astype(np.float32)
+        bias = rng.normal(size=n_items).astype(np.float32)
+    # Distinct profile items per query, padded with -1; half the targets are profile items.
+    rows = np.stack([rng.permutation(n_items)[:width] for _ in range(n_queries)])
+    rows[rng.integers(0, width, n_queries)[:, None] <= np.arange(width)] = -1
+    bonus = np.where(rows >= 0, rng.normal(size=rows.shape), 0.0)
+    targets = ids[rng.integers(0, n_items, n_queries)]
+    seen = (rows[:, 0] >= 0) & (np.arange(n_queries) % 2 == 0)
+    targets[seen] = ids[rows[seen, 0]]
+    targets[::23] = -5  # not in the catalogue
+    weights, boosts = (1.0, 0.5, 0.0), (0.0, -4.0, 1.0, 2.0)
+    got = V.grid_hits(dots, bias, rows, bonus, ids, targets, weights, boosts, k)
+    want = _grid_reference(dots, bias, rows, bonus, ids, targets, weights, boosts, k)
+    np.testing.assert_array_equal(got, want)
+    assert want.min() > 0 and want.max() < n_queries  # neither trivial
