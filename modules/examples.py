@@ -37,6 +37,19 @@ MS_PER_DAY = 86_400_000
 # ---------------------------------------------------------------- states and examples
 
 
+def canonical_order(train: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The train columns sorted by visitor, timestamp, item and event type.
+
+    ExampleGen's shards do not keep the export's row order (Beam writes them from two workers), so
+    the rows reach the Trainer in an order that changes from run to run. The seeded draws of
+    `pseudo_cutoff_examples`, the validation sample and the shuffle follow the row order; sorted
+    first, the same data gives the same examples.
+    """
+    events = np.unique(np.asarray(train[F.EVENT]), return_inverse=True)[1]
+    order = np.lexsort((events, train[F.ITEM_ID], train[F.TIMESTAMP], train[F.VISITOR_ID]))
+    return {name: np.asarray(values)[order] for name, values in train.items()}
+
+
 def pseudo_cutoff_examples(
     train: dict[str, np.ndarray],
     horizon_days: float,

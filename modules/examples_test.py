@@ -79,6 +79,22 @@ def test_pseudo_cutoffs_never_look_ahead():
     assert set(examples[F.HISTORY][late]) <= {"10", "20 10", "10 20 10"}
 
 
+def test_the_same_rows_in_any_order_give_the_same_examples():
+    train = _train()
+    reversed_rows = {name: values[::-1] for name, values in train.items()}
+    first, second = (
+        E.pseudo_cutoff_examples(E.canonical_order(t), horizon_days=60, examples_per_event=5)
+        for t in (train, reversed_rows)
+    )
+    assert first.keys() == second.keys()
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name])
+    ordered = E.canonical_order(reversed_rows)
+    assert ordered[F.VISITOR_ID].tolist() == [1, 1, 1, 1, 2]
+    assert ordered[F.TIMESTAMP].tolist() == sorted(ordered[F.TIMESTAMP][:4]) + [T0 + 5 * HOUR]
+    assert ordered[F.CATEGORY].tolist() == [8, 7, 8, 9, 8]  # every column moves with its row
+
+
 def test_states_at_reproduce_the_exports_eval_queries(tmp_path):
     generate(tmp_path / "raw", preset="tiny", seed=0)
     summary = export.export(tmp_path / "raw", tmp_path / "out", history_length=5)

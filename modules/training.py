@@ -217,6 +217,7 @@ def train(
 
     cfg = settings(custom_config)
     seed = int(cfg["seed"])
+    train_columns = E.canonical_order(train_columns)
     raw = E.pseudo_cutoff_examples(
         train_columns, float(cfg["horizon_days"]), int(cfg["examples_per_event"]), seed
     )
