@@ -93,6 +93,7 @@ def test_the_same_rows_in_any_order_give_the_same_examples():
     assert ordered[F.VISITOR_ID].tolist() == [1, 1, 1, 1, 2]
     assert ordered[F.TIMESTAMP].tolist() == sorted(ordered[F.TIMESTAMP][:4]) + [T0 + 5 * HOUR]
     assert ordered[F.CATEGORY].tolist() == [8, 7, 8, 9, 8]  # every column moves with its row
+    assert E.canonical_order(ordered) is ordered  # already in order: no copy
 
 
 def test_states_at_reproduce_the_exports_eval_queries(tmp_path):

@@ -49,7 +49,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from modules import columns, constants, memory, row_counts, serving, training
+from modules import columns, constants, examples, memory, row_counts, serving, training
 from modules import features as F
 from modules import transform as T
 
@@ -115,6 +115,8 @@ def read_inputs(fn_args: Any, component: str = "Trainer") -> Inputs:
     started = time.perf_counter()
     train_columns = columns.read_example_columns(fn_args.train_files, spec)
     _check_raw(train_columns, fn_args.train_files, component)
+    # Sorted here, the shard-ordered copy is freed before training (`training.train` sorts too).
+    train_columns = examples.canonical_order(train_columns)
     items_files = split_patterns(list(fn_args.train_files), F.ITEMS_SPLIT)
     if not any(tf.io.gfile.glob(pattern) for pattern in items_files):
         raise FileNotFoundError(

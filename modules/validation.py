@@ -32,8 +32,9 @@ from modules.constants import TIE_EPSILON
 RECALL_K = 50  # the gate's metric: Recall@50
 # Boosts added to every repeat bucket weight; the first of equal results wins, so 0 comes first.
 # The large negative boosts let a shop whose visitors never return to an item drop seen items.
-REPEAT_BOOSTS = (0.0, -32.0, -16.0, -8.0, -4.0, -2.0, -1.0)  # fmt: skip
-REPEAT_BOOSTS += (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0)
+_DROPS = (-32.0, -16.0, -8.0, -4.0, -2.0, -1.0)
+_RAISES = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0)
+REPEAT_BOOSTS = (0.0, *_DROPS, *_RAISES)
 # Weights of the personal part of the score tried by `calibrate` (1: as trained).
 PERSONAL_WEIGHTS = (1.0, 0.5, 0.25, 0.0)
 _USER_BATCH = 1024  # queries per call of the user tower
