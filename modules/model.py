@@ -42,6 +42,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from modules import transform as T
+from modules.optimizer import CatchUpEmbedding
 
 ENCODERS = ("mean", "position", "attention", "gru")
 # What the user tower's encoder reads: the last events (``HISTORY_INDEX``, repeats included) or the
@@ -128,7 +129,7 @@ class ItemTower(tf.keras.Model):
         init = tf.keras.initializers.GlorotUniform(seed=config.seed + 1)
         self._sizes = sizes
         self.item_embedding = item_embedding
-        self.item_bias = tf.keras.layers.Embedding(
+        self.item_bias = CatchUpEmbedding(
             sizes.items,
             1,
             embeddings_initializer=(
@@ -138,7 +139,7 @@ class ItemTower(tf.keras.Model):
             ),
             name="item_id_bias",
         )
-        self.category_embedding = tf.keras.layers.Embedding(
+        self.category_embedding = CatchUpEmbedding(
             sizes.categories,
             config.category_dim,
             embeddings_initializer=tf.keras.initializers.RandomNormal(
@@ -146,7 +147,7 @@ class ItemTower(tf.keras.Model):
             ),
             name="category_embedding",
         )
-        self.text_embedding = tf.keras.layers.Embedding(
+        self.text_embedding = CatchUpEmbedding(
             sizes.text_buckets,
             config.text_dim,
             embeddings_initializer=tf.keras.initializers.RandomNormal(
@@ -202,7 +203,7 @@ class UserTower(tf.keras.Model):
                 name="position_logits", shape=[n], initializer="zeros"
             )
         elif config.encoder == "attention":
-            self.position_embedding = tf.keras.layers.Embedding(
+            self.position_embedding = CatchUpEmbedding(
                 n,
                 dim,
                 embeddings_initializer=tf.keras.initializers.RandomNormal(
@@ -223,10 +224,10 @@ class UserTower(tf.keras.Model):
                 name="history_gru",
             )
         if config.use_time:
-            self.hour_embedding = tf.keras.layers.Embedding(24, 4, name="hour_embedding")
-            self.day_embedding = tf.keras.layers.Embedding(7, 4, name="day_embedding")
+            self.hour_embedding = CatchUpEmbedding(24, 4, name="hour_embedding")
+            self.day_embedding = CatchUpEmbedding(7, 4, name="day_embedding")
         if config.use_visitor:
-            self.visitor_embedding = tf.keras.layers.Embedding(
+            self.visitor_embedding = CatchUpEmbedding(
                 sizes.visitors,
                 dim,
                 embeddings_initializer=tf.keras.initializers.RandomNormal(
@@ -450,7 +451,7 @@ class TwoTowerModel(tfrs.Model):
             raise ValueError("negatives='history' needs the item features by index (item_table)")
         self.sizes = sizes
         self.config = config
-        self.item_embedding = tf.keras.layers.Embedding(
+        self.item_embedding = CatchUpEmbedding(
             sizes.items,
             config.embedding_dim,
             embeddings_initializer=tf.keras.initializers.RandomNormal(

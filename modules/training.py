@@ -44,6 +44,7 @@ from modules import constants, progress
 from modules import examples as E
 from modules import features as F
 from modules import model as M
+from modules import optimizer as O
 from modules import transform as T
 from modules import validation as V
 
@@ -59,6 +60,7 @@ _DEFAULTS = {
     "epochs": constants.MODEL_EPOCHS,
     "batch_size": constants.MODEL_BATCH_SIZE,
     "learning_rate": constants.MODEL_LEARNING_RATE,
+    "optimizer": constants.MODEL_OPTIMIZER,
     "horizon_days": constants.MODEL_HORIZON_DAYS,
     "examples_per_event": constants.MODEL_EXAMPLES_PER_EVENT,
     "negatives": constants.MODEL_NEGATIVES,
@@ -86,7 +88,7 @@ def settings(custom_config: dict[str, Any] | None = None) -> dict[str, Any]:
 
     Keys: ``embedding_dim``, ``encoder`` (mean | position | attention | gru), ``use_visitor``,
     ``use_time``, ``hidden_dim``, ``dropout``, ``epochs`` (at most, with validation), ``batch_size``,
-    ``learning_rate``, ``horizon_days``, ``examples_per_event``, ``negatives`` (history |
+    ``learning_rate``, ``optimizer`` (catch_up_adam | adam), ``horizon_days``, ``examples_per_event``, ``negatives`` (history |
     in_batch), ``sequence`` (events | distinct: what the encoder reads), ``history_items`` (items
     the encoder reads, 0: all), ``profile_items`` (profile items the repeat term reads, 0: all),
     ``bias_prior`` (the per-id item bias starts at the log prior, `model.log_prior`),
@@ -474,7 +476,16 @@ def _fit(
     tf.keras.utils.set_random_seed(seed)
     counts = np.bincount(examples[T.ITEM_INDEX], minlength=sizes.items).astype(np.float64)
     model = M.TwoTowerModel(sizes, model_config(cfg), counts / counts.sum(), items.table)
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=float(cfg["learning_rate"])))
+    optimizers = {"catch_up_adam": O.CatchUpAdam, "adam": tf.keras.optimizers.Adam}
+    if cfg["optimizer"] not in optimizers:
+        raise ValueError(f"optimizer {cfg['optimizer']!r}: expected one of {sorted(optimizers)}")
+    model.compile(optimizer=optimizers[cfg["optimizer"]](learning_rate=float(cfg["learning_rate"])))
+    if isinstance(model.optimizer, O.CatchUpAdam):
+        # Variables and optimiser slots before the first step: the traced step must see them to
+        # bring a batch's embedding rows up to date before reading them.
+        first = tf.data.Dataset.from_tensor_slices(examples).batch(2)
+        model.compute_loss(next(iter(first.map(_dense_profiles(sizes.profile_length)))))
+        model.optimizer.build(model.trainable_variables)
     n = len(examples[T.ITEM_INDEX])
     dataset = (
         tf.data.Dataset.from_tensor_slices(examples)
@@ -483,5 +494,7 @@ def _fit(
         .map(_dense_profiles(sizes.profile_length))
         .prefetch(2)
     )
+    # The catch-up first: the callbacks after it read the model at the end of an epoch.
+    callbacks = [O.CatchUp(), *callbacks]
     fit = model.fit(dataset, epochs=int(epochs or cfg["epochs"]), verbose=0, callbacks=callbacks)
     return model, [float(x) for x in fit.history.get("loss", [])]
