@@ -101,6 +101,25 @@ class DefaultsFirstOracle(keras_tuner.oracles.RandomSearchOracle):
         return super().populate_space(trial_id)
 
 
+def make_oracle(space: keras_tuner.HyperParameters, trials: int, seed: int) -> DefaultsFirstOracle:
+    """The search's oracle: ``trials`` trials over ``space``, its draws fixed by ``seed``.
+
+    KerasTuner takes a seed of 0 for none and draws one at random (``Oracle.__init__``:
+    ``seed or random.randint(1, 10000)``): with the default ``tune_seed`` 0 every run searched other
+    settings. The oracle gets ``seed + 1``.
+    """
+    oracle = DefaultsFirstOracle(
+        objective=keras_tuner.Objective(constants.TUNE_OBJECTIVE, direction="max"),
+        max_trials=trials,
+        seed=int(seed) + 1,
+        hyperparameters=space,
+        tune_new_entries=False,
+        allow_new_entries=False,
+    )
+    oracle.verbose = 0  # KerasTuner prints trial tables; progress lines say what matters
+    return oracle
+
+
 def _metric(trial: Any, name: str) -> float | None:
     if not trial.metrics.exists(name):
         return None
@@ -324,15 +343,7 @@ def tuner_fn(fn_args: Any) -> TunerFnResult:
         raise ValueError(f"custom_config {TRIALS_KEY}={trials}: the Tuner needs 1 trial or more")
     inputs = trainer_module.read_inputs(fn_args, component="Tuner")
     space = search_space(custom_config)
-    oracle = DefaultsFirstOracle(
-        objective=keras_tuner.Objective(constants.TUNE_OBJECTIVE, direction="max"),
-        max_trials=trials,
-        seed=seed,
-        hyperparameters=space,
-        tune_new_entries=False,
-        allow_new_entries=False,
-    )
-    oracle.verbose = 0  # KerasTuner prints trial tables; progress lines say what matters
+    oracle = make_oracle(space, trials, seed)
     progress.report(
         "%d trial(s) on the %s (trial 1: the defaults), searching %s",
         trials,

@@ -221,3 +221,13 @@ def test_fewer_than_one_trial_is_refused():
 
     with pytest.raises(ValueError, match="tune_trials=0"):
         tuner.tuner_fn(Args())
+
+
+def test_the_same_seed_draws_the_same_settings_in_every_run():
+    """KerasTuner draws a random seed for seed 0 (the default tune_seed): the oracle must not."""
+    draws = {
+        seed: [tuner.make_oracle(tuner.search_space(), 3, seed)._random_values() for _ in range(2)]
+        for seed in (0, 1)
+    }
+    assert draws[0][0] == draws[0][1] and draws[1][0] == draws[1][1]
+    assert draws[0][0] != draws[1][0]
