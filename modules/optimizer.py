@@ -4,15 +4,16 @@ Keras's Adam decays the moments of every row of an embedding table at every step
 sparse gradient, and moves every row by its momentum (``tf_keras/src/optimizers/adam.py``:
 ``m.assign_add(-m * (1 - beta_1))`` and ``variable.assign_sub(...)`` over the whole table). At
 RetailRocket's catalogue (398,546 items x 64) that update cost 141 ms of a ~176 ms training step on
-2 cores; on the rows of one batch it costs ~20 ms (`benchmarks/bench_optimizer.py`).
+2 cores; here the step's optimiser work takes 49 ms (`benchmarks/bench_optimizer.py`).
 
 `CatchUpAdam` gives the same result as Keras's Adam while updating only the rows a batch names. A
 row that no batch named for k steps would, under Adam, have taken k steps of zero gradient: its
 moments decay to ``beta_1**k m`` and ``beta_2**k v`` and it moves by
 ``sum_j alpha(s + j) m beta_1**j / (sqrt(v) beta_2**(j/2) + eps)`` (s: the step it was last
 updated, ``alpha`` the bias-corrected learning rate). Each row keeps the step it was last
-updated; when a batch names it again, or at `catch_up` (the end of every epoch, before anything
-reads the model), those k steps are applied at once, then the batch's own step. The sum comes
+updated. Before a batch reads a row (`CatchUpEmbedding`, the model's embedding layer), and for
+every row at `catch_up` (the end of every epoch, before anything reads the model), those k steps
+are applied at once; the batch's own step follows as Adam's. The sum comes
 from a table over steps (`_drift_table`), with ``eps / beta_2**(j/2)`` taken as ``eps`` (it
 matters only for rows that barely move).
 
