@@ -114,7 +114,8 @@ class CatchUpAdam(tf.keras.optimizers.Adam):
         sparse = isinstance(gradient, tf.IndexedSlices) and variable.dtype == tf.float32
         if not sparse or not self._sparse(variable):
             super().update_step(gradient, variable)
-            last.assign(tf.fill(tf.shape(last), step))
+            if self._sparse(variable):  # a large table's dense gradient: every row is now current
+                last.assign(tf.fill(tf.shape(last), step))
             return
         self._sparse_keys.add(self._var_key(variable))
         m, v = self._momentums[slot], self._velocities[slot]

@@ -88,8 +88,8 @@ def settings(custom_config: dict[str, Any] | None = None) -> dict[str, Any]:
 
     Keys: ``embedding_dim``, ``encoder`` (mean | position | attention | gru), ``use_visitor``,
     ``use_time``, ``hidden_dim``, ``dropout``, ``epochs`` (at most, with validation), ``batch_size``,
-    ``learning_rate``, ``optimizer`` (catch_up_adam | adam), ``horizon_days``, ``examples_per_event``, ``negatives`` (history |
-    in_batch), ``sequence`` (events | distinct: what the encoder reads), ``history_items`` (items
+    ``learning_rate``, ``optimizer`` (catch_up_adam | adam), ``horizon_days``,
+    ``examples_per_event``, ``negatives`` (history | in_batch), ``sequence`` (events | distinct: what the encoder reads), ``history_items`` (items
     the encoder reads, 0: all), ``profile_items`` (profile items the repeat term reads, 0: all),
     ``bias_prior`` (the per-id item bias starts at the log prior, `model.log_prior`),
     ``validation_days``, ``validation_min_queries``, ``validation_max_queries``,
