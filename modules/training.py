@@ -457,6 +457,16 @@ def _dense_profiles(width: int):
     return pad
 
 
+def _gather(columns: dict[str, Any]):
+    """A dataset map: the rows at a batch of positions of in-memory columns."""
+
+    @tf.autograph.experimental.do_not_convert  # plain TF ops; nothing to convert
+    def take(positions: tf.Tensor) -> dict[str, Any]:
+        return {name: tf.gather(values, positions) for name, values in columns.items()}
+
+    return take
+
+
 def _fit(
     examples: dict[str, np.ndarray],
     sizes: M.FeatureSizes,
@@ -487,10 +497,18 @@ def _fit(
         model.compute_loss(next(iter(first.map(_dense_profiles(sizes.profile_length)))))
         model.optimizer.build(model.trainable_variables)
     n = len(examples[T.ITEM_INDEX])
+    # The shuffle draws positions, and a batch gathers its rows: the same batches as shuffling
+    # the examples themselves (a shuffle's order depends only on its size and seeds), at a few ms
+    # a batch instead of about 27 ms of per-example work at RetailRocket scale.
+    columns = {
+        name: values if isinstance(values, tf.RaggedTensor) else tf.constant(values)
+        for name, values in examples.items()
+    }
     dataset = (
-        tf.data.Dataset.from_tensor_slices(examples)
+        tf.data.Dataset.range(n)
         .shuffle(n, seed=seed, reshuffle_each_iteration=True)
         .batch(min(int(cfg["batch_size"]), n), drop_remainder=True)
+        .map(_gather(columns))
         .map(_dense_profiles(sizes.profile_length))
         .prefetch(2)
     )

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 
-from components.csv_example_gen import component, csv_examples
+from components.csv_example_gen import component, csv_examples, executor
 from components.export import export
 from data import fixtures, generator
 from modules import features as F
@@ -64,8 +64,10 @@ def _run_both(export_dir: Path, root: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("source", ["generated_tiny", "real_sample"])
-def test_same_examples_as_tfx_csv_example_gen(tmp_path, source):
+def test_same_examples_as_tfx_csv_example_gen(tmp_path, monkeypatch, source):
     if source == "generated_tiny":
+        # Many pieces per split (one piece below PIECE_ROWS rows, as on the real sample).
+        monkeypatch.setattr(executor, "PIECE_ROWS", 7)
         raw = tmp_path / "raw"
         generator.generate(raw, preset="tiny", seed=0)
     else:
