@@ -58,6 +58,7 @@ def pseudo_cutoff_examples(
     horizon_days: float,
     examples_per_event: int = 1,
     seed: int = 0,
+    ordered: dict[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """Builds evaluation-shaped training examples from the train interactions.
 
@@ -71,6 +72,7 @@ def pseudo_cutoff_examples(
       horizon_days: the longest distance between a pseudo-cutoff and its target event.
       examples_per_event: draws per event.
       seed: numpy seed of the draws.
+      ordered: ``ordered_states(train)`` when the caller has it (computed otherwise).
 
     Returns:
       Raw columns in the interaction layout (same keys as ``train``).
@@ -80,20 +82,24 @@ def pseudo_cutoff_examples(
     rng = np.random.default_rng(seed)
     horizon_ms = horizon_days * MS_PER_DAY
     parts = []
+    ordered = ordered_states(train) if ordered is None else ordered
     for _ in range(examples_per_event):
         cut = stamps - np.maximum(np.floor(rng.uniform(0.0, horizon_ms, n)), 1).astype(np.int64)
-        parts.append(_frozen_at(train, np.arange(n), cut))
+        parts.append(_frozen_at(train, np.arange(n), cut, ordered))
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 def _frozen_at(
-    train: dict[str, np.ndarray], rows: np.ndarray, cutoffs: np.ndarray
+    train: dict[str, np.ndarray],
+    rows: np.ndarray,
+    cutoffs: np.ndarray,
+    ordered: dict[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """Train rows ``rows`` as queries whose user state is frozen at ``cutoffs`` (one per row).
 
     Rows whose visitor has no event at or before its cutoff are dropped.
     """
-    state, found = states_at(train, train[F.VISITOR_ID][rows], cutoffs)
+    state, found = states_at(train, train[F.VISITOR_ID][rows], cutoffs, ordered)
     kept = rows[found]
     example = {name: values[kept] for name, values in train.items()}
     example.update({name: values[found] for name, values in state.items()})
@@ -101,7 +107,10 @@ def _frozen_at(
 
 
 def states_at(
-    train: dict[str, np.ndarray], visitors: np.ndarray, cutoffs: np.ndarray
+    train: dict[str, np.ndarray],
+    visitors: np.ndarray,
+    cutoffs: np.ndarray,
+    ordered: dict[str, Any] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The user side of each (visitor, cutoff): its state after all its train events <= cutoff.
 
@@ -113,12 +122,13 @@ def states_at(
       train: raw columns of the train interactions.
       visitors: [q] visitor ids.
       cutoffs: [q] times in ms.
+      ordered: ``ordered_states(train)`` when the caller has it (computed otherwise).
 
     Returns:
       ({user column: [q] values}, [q] bool found: the visitor has a train event <= its cutoff);
       rows not found hold zeros and "".
     """
-    ordered = _ordered_states(train)
+    ordered = ordered_states(train) if ordered is None else ordered
     v, ts = ordered["visitor"], ordered["ts"]
     distinct = np.unique(v)
     visitors = np.asarray(visitors)
@@ -145,8 +155,11 @@ def states_at(
     return out, found
 
 
-def _ordered_states(train: dict[str, np.ndarray]) -> dict[str, Any]:
+def ordered_states(train: dict[str, np.ndarray]) -> dict[str, Any]:
     """Train rows sorted by (visitor, time, file order) with the state after each row.
+
+    What every state lookup of ``train`` reads (`states_at`); a caller that freezes states of
+    the same rows more than once (the fit's examples and the validation window) computes it once.
 
     The export writes a visitor's events of one millisecond in ``EVENT_ORDER`` (event rank, then
     item id), so file order breaks the ties as the export's state does.
@@ -299,12 +312,15 @@ class ValidationWindow:
         return int(len(self.queries[F.ITEM_ID]))
 
 
-def validation_window(train: dict[str, np.ndarray], days: float) -> ValidationWindow:
+def validation_window(
+    train: dict[str, np.ndarray], days: float, ordered: dict[str, Any] | None = None
+) -> ValidationWindow:
     """The validation queries of the last ``days`` of the train interactions.
 
     Args:
       train: raw columns of the train interactions.
       days: V, the window's length.
+      ordered: ``ordered_states(train)`` when the caller has it (computed otherwise).
 
     Returns:
       The window; its queries are the events in (T - V, T] of visitors with an event at or before
@@ -319,7 +335,7 @@ def validation_window(train: dict[str, np.ndarray], days: float) -> ValidationWi
     end = int(stamps.max())
     start = end - int(round(days * MS_PER_DAY))
     rows = np.nonzero(stamps > start)[0]
-    queries = _frozen_at(train, rows, np.full(rows.size, start, dtype=np.int64))
+    queries = _frozen_at(train, rows, np.full(rows.size, start, dtype=np.int64), ordered)
     return ValidationWindow(start_ms=start, end_ms=end, queries=queries)
 
 

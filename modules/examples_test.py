@@ -207,7 +207,7 @@ def test_profiles_match_a_reference_walk(length):
         F.EVENT: np.array(F.EVENT_TYPES, dtype=object)[rng.choice(3, n, p=[0.8, 0.15, 0.05])],
         F.HISTORY: np.full(n, "", dtype=object),
     }
-    ordered = E._ordered_states(train)
+    ordered = E.ordered_states(train)
     order = np.lexsort((np.arange(n), train[F.TIMESTAMP], train[F.VISITOR_ID]))
     visitors = train[F.VISITOR_ID][order]
     items, events, stamps = (train[c][order] for c in (F.ITEM_ID, F.EVENT, F.TIMESTAMP))

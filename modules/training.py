@@ -220,8 +220,9 @@ def train(
     cfg = settings(custom_config)
     seed = int(cfg["seed"])
     train_columns = E.canonical_order(train_columns)
+    ordered = E.ordered_states(train_columns)
     raw = E.pseudo_cutoff_examples(
-        train_columns, float(cfg["horizon_days"]), int(cfg["examples_per_event"]), seed
+        train_columns, float(cfg["horizon_days"]), int(cfg["examples_per_event"]), seed, ordered
     )
     n_examples = len(raw[F.ITEM_ID])
     if n_examples == 0:
@@ -229,7 +230,8 @@ def train(
             "no training example: no visitor has an event within "
             f"{cfg['horizon_days']} days after an earlier event"
         )
-    window = E.validation_window(train_columns, float(cfg["validation_days"]))
+    window = E.validation_window(train_columns, float(cfg["validation_days"]), ordered)
+    del ordered
     spec = tft_output.raw_feature_spec()
     layer = tft_output.transform_features_layer()
     sizes = sizes_from(tft_output)
