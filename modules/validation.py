@@ -279,10 +279,18 @@ def grid_hits(
     step = np.asarray(boosts, dtype=np.float64)[:, None, None]  # [boosts, 1, 1]
     out = np.zeros((len(weights), len(boosts)), dtype=np.int64)
     for w_index, weight in enumerate(weights):
-        scores = dots * np.float32(weight) + bias[None, :].astype(np.float32)
-        top_values, top_columns = tf.math.top_k(scores, width)
-        top_values = top_values.numpy().astype(np.float64)
-        top_columns = top_columns.numpy()
+        if weight == 0:
+            # Every query scores the catalogue's bias (0 * u.v + b is b exactly): one selection
+            # serves them all.
+            scores = np.broadcast_to(bias[None, :].astype(np.float32), dots.shape)
+            top_values, top_columns = tf.math.top_k(scores[:1], width)
+            top_values = np.broadcast_to(top_values.numpy().astype(np.float64), (n_queries, width))
+            top_columns = np.broadcast_to(top_columns.numpy(), (n_queries, width))
+        else:
+            scores = dots * np.float32(weight) + bias[None, :].astype(np.float32)
+            top_values, top_columns = tf.math.top_k(scores, width)
+            top_values = top_values.numpy().astype(np.float64)
+            top_columns = top_columns.numpy()
         last = top_values[:, -1] if width < n_items else np.full(n_queries, -np.inf)
         in_profile = np.isin(query[:, None] * n_items + top_columns, profile_codes)
         others = np.where(in_profile, -np.inf, top_values)  # [Q, width]: the top's other items
