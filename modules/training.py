@@ -459,6 +459,28 @@ def _dense_profiles(width: int):
     return pad
 
 
+def _batches(examples: dict[str, Any], batch_size: int, seed: int):
+    """Shuffled batches of in-memory columns, reshuffled every epoch (the last partial batch
+    dropped).
+
+    The shuffle draws positions and a batch gathers its rows: the same batches as shuffling the
+    examples themselves (a shuffle's order depends only on its size and seeds; `training_test`
+    compares the two), at a few ms a batch instead of about 27 ms of per-example work at
+    RetailRocket scale.
+    """
+    n = len(examples[T.ITEM_INDEX])
+    columns = {
+        name: values if isinstance(values, tf.RaggedTensor) else tf.constant(values)
+        for name, values in examples.items()
+    }
+    return (
+        tf.data.Dataset.range(n)
+        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size, drop_remainder=True)
+        .map(_gather(columns))
+    )
+
+
 def _gather(columns: dict[str, Any]):
     """A dataset map: the rows at a batch of positions of in-memory columns."""
 
@@ -499,21 +521,8 @@ def _fit(
         model.compute_loss(next(iter(first.map(_dense_profiles(sizes.profile_length)))))
         model.optimizer.build(model.trainable_variables)
     n = len(examples[T.ITEM_INDEX])
-    # The shuffle draws positions, and a batch gathers its rows: the same batches as shuffling
-    # the examples themselves (a shuffle's order depends only on its size and seeds), at a few ms
-    # a batch instead of about 27 ms of per-example work at RetailRocket scale.
-    columns = {
-        name: values if isinstance(values, tf.RaggedTensor) else tf.constant(values)
-        for name, values in examples.items()
-    }
-    dataset = (
-        tf.data.Dataset.range(n)
-        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        .batch(min(int(cfg["batch_size"]), n), drop_remainder=True)
-        .map(_gather(columns))
-        .map(_dense_profiles(sizes.profile_length))
-        .prefetch(2)
-    )
+    dataset = _batches(examples, min(int(cfg["batch_size"]), n), seed)
+    dataset = dataset.map(_dense_profiles(sizes.profile_length)).prefetch(2)
     # The catch-up first: the callbacks after it read the model at the end of an epoch.
     callbacks = [O.CatchUp(), *callbacks]
     fit = model.fit(dataset, epochs=int(epochs or cfg["epochs"]), verbose=0, callbacks=callbacks)

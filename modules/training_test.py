@@ -6,12 +6,14 @@ import logging
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from components.export import export
 from data.generator import generate
 from modules import columns as C
 from modules import features as F
 from modules import testing, training
+from modules import transform as T
 from modules import validation as V
 
 SETTINGS = {"epochs": 3, "embedding_dim": 8, "hidden_dim": 16, "batch_size": 128}
@@ -118,3 +120,37 @@ def test_no_examples_is_an_error():
 
 class _NoTransform:
     """Stands in for a TFTransformOutput: `train` must fail before it reads one."""
+
+
+def test_batches_are_those_of_shuffling_the_examples_themselves():
+    """`_batches` shuffles positions and gathers rows: every epoch's batches must be those of
+    ``Dataset.from_tensor_slices(examples).shuffle(...)`` with the same seeds, ragged rows too."""
+    rng = np.random.default_rng(0)
+    n = 1000
+    lengths = rng.integers(0, 6, n)
+    examples = {
+        T.ITEM_INDEX: rng.integers(0, 50, n),
+        T.ITEM_NUMERIC: rng.normal(size=(n, 3)).astype(np.float32),
+        T.PROFILE_INDEX: tf.RaggedTensor.from_row_lengths(
+            rng.integers(1, 50, lengths.sum()).astype(np.int32), lengths
+        ),
+    }
+    reference = (
+        tf.data.Dataset.from_tensor_slices(examples)
+        .shuffle(n, seed=3, reshuffle_each_iteration=True)
+        .batch(64, drop_remainder=True)
+    )
+    epochs = []
+    for dataset in (reference, training._batches(examples, 64, seed=3)):
+        tf.keras.utils.set_random_seed(3)
+        epochs.append([[batch for batch in dataset] for _ in range(3)])
+    (want, got) = epochs
+    assert len(got[0]) == n // 64
+    for want_epoch, got_epoch in zip(want, got, strict=True):
+        for a, b in zip(want_epoch, got_epoch, strict=True):
+            for name in examples:
+                x, y = a[name], b[name]
+                if isinstance(x, tf.RaggedTensor):
+                    x, y = x.to_tensor(), y.to_tensor()
+                assert x.dtype == y.dtype and np.array_equal(x.numpy(), y.numpy()), name
+    assert not np.array_equal(got[0][0][T.ITEM_INDEX], got[1][0][T.ITEM_INDEX])  # reshuffled
