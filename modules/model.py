@@ -13,8 +13,9 @@ Scoring a (user, item) pair::
 * User tower: ``u`` = a weight (1 in training; chosen on the validation window, 0 leaves the item
   bias and the repeat term alone) times an encoder of the last N history items (``sequence="events"``, repeats
   included) or of the N most recently seen distinct items (``"distinct"``, the profile's first
-  items), reading the SAME id embedding table as the item tower (``mean``, ``position`` (learned
-  recency weights), ``attention`` or ``gru``), plus a projection of the context: counters,
+  items), reading the SAME id embedding table as the item tower, or with ``history_content`` (the
+  default) the item tower's own vectors of those items, content included (``mean``, ``position``
+  (learned recency weights), ``attention`` or ``gru``), plus a projection of the context: counters,
   recency, hour and day of week, and optionally a visitor embedding (off by default: on real logs
   it hurt).
 * Repeat term: exact identity over the visitor's long-term profile (every distinct train item,
@@ -101,6 +102,7 @@ class ModelConfig:
     history_items: int = 0
     profile_items: int = 0
     bias_prior: bool = True
+    history_content: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -253,10 +255,31 @@ class UserTower(tf.keras.Model):
             name="personal_weight", shape=[], initializer="ones", trainable=False
         )
 
+    def attach_items(self, item_tower: tf.keras.Model, item_table: dict[str, tf.Variable]):
+        """Lets the encoder read the history items' item-tower vectors (``history_content``)."""
+        self.history_item_tower = item_tower
+        self.history_item_table = item_table
+
+    def history_vectors(self, history: tf.Tensor) -> tf.Tensor:
+        """[B, N, dim] what the encoder reads of each history item.
+
+        The id embedding, or with ``history_content`` the item tower's vector (id embedding +
+        content: category path, property tokens, numbers), computed once per distinct item of the
+        batch. Content reaches the user side through items seen too rarely to have a trained id
+        embedding, and ties what the visitor had to items like them.
+        """
+        if not self._config.history_content:
+            return self.item_embedding(history)
+        distinct, position = tf.unique(tf.reshape(history, [-1]))
+        rows = {name: tf.gather(table, distinct) for name, table in self.history_item_table.items()}
+        vectors = self.history_item_tower(rows)[:, : self._config.embedding_dim]
+        shape = tf.concat([tf.shape(history), [self._config.embedding_dim]], 0)
+        return tf.reshape(tf.gather(vectors, position), shape)
+
     def encode_history(self, history: tf.Tensor, context: tf.Tensor) -> tf.Tensor:
-        """Pools the history's item embeddings into one [B, dim] vector."""
+        """Pools the history's item vectors (`history_vectors`) into one [B, dim] vector."""
         mask = history_mask(history, self._sizes.items)
-        embedded = self.item_embedding(history)
+        embedded = self.history_vectors(history)
         encoder = self._config.encoder
         if encoder == "mean":
             return _masked_mean(embedded, mask)
@@ -449,6 +472,8 @@ class TwoTowerModel(tfrs.Model):
             )
         if config.negatives == "history" and item_table is None:
             raise ValueError("negatives='history' needs the item features by index (item_table)")
+        if config.history_content and item_table is None:
+            raise ValueError("history_content needs the item features by index (item_table)")
         self.sizes = sizes
         self.config = config
         self.item_embedding = CatchUpEmbedding(
@@ -478,6 +503,8 @@ class TwoTowerModel(tfrs.Model):
             if item_table is not None
             else None
         )
+        if config.history_content:
+            self.user_tower.attach_items(self.item_tower, self._item_table)
         self.task = tfrs.tasks.Retrieval(remove_accidental_hits=True)
 
     def user_vectors(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:

@@ -135,6 +135,35 @@ def test_repeat_term_by_hand():
     np.testing.assert_allclose(matrix, [[five, three, 0.0, 0.0]], rtol=1e-6)
 
 
+def _item_table(seed: int = 1) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        T.ITEM_INDEX: np.arange(SIZES.items, dtype=np.int64),
+        T.CATEGORY_INDEX: rng.integers(0, SIZES.categories, (SIZES.items, 6)),
+        T.TEXT_TOKENS: rng.integers(0, SIZES.text_buckets, (SIZES.items, 5)),
+        T.ITEM_NUMERIC: rng.normal(size=(SIZES.items, SIZES.item_numeric)).astype(np.float32),
+    }
+
+
+def test_history_content_encoder_reads_the_item_towers_vectors():
+    tf.keras.utils.set_random_seed(0)
+    table = _item_table()
+    config = M.ModelConfig(embedding_dim=8, hidden_dim=16, encoder="mean", history_content=True)
+    model = M.TwoTowerModel(SIZES, config, np.full(SIZES.items, 0.1), table)
+    history = tf.constant([[3, 5, 3, 0], [9, 0, 0, 0]])  # 9: out of vocabulary, 0: padding
+    vectors = model.item_vectors({name: values[[3, 5]] for name, values in table.items()})
+    pooled = model.user_tower.encode_history(history, tf.zeros([2, 1])).numpy()
+    expected = (2 * vectors[0, :8] + vectors[1, :8]) / 3
+    np.testing.assert_allclose(pooled[0], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(pooled[1], np.zeros(8))  # nothing known to read
+    # Content reaches the user side: another category path changes the user vector.
+    before = model.user_vectors(_features(batch=2)).numpy()
+    model._item_table[T.CATEGORY_INDEX].assign(np.roll(table[T.CATEGORY_INDEX], 1, axis=0))
+    assert not np.allclose(model.user_vectors(_features(batch=2)).numpy(), before)
+    with pytest.raises(ValueError, match="history_content needs"):
+        M.TwoTowerModel(SIZES, config, np.full(SIZES.items, 0.1))
+
+
 def test_encoder_reads_events_or_distinct_items():
     features = _features(batch=2)
     outputs = {}

@@ -168,14 +168,20 @@ def _exclusions(exported, n: int) -> list[tuple[str, int]]:
     """(exclude, available_only) of each filtered request, by row: every combination.
 
     The excluded ids are catalogue items spread over the catalogue, the first row's history
-    items (whose repeat bonus would rank them high), an unknown id and a junk token.
+    items (whose repeat bonus would rank them high), the row's own two best items offline (so
+    that every exclusion changes the list), an unknown id and a junk token.
     """
     ids = exported["trained"].catalogue_ids
+    queries = {name: values[:n] for name, values in exported["queries"].items()}
+    offline = O.score_queries(exported["trained"], exported["tft_output"], queries)
+    best = ids[np.argsort(-offline, axis=1, kind="stable")[:, :2]]
     history = exported["queries"][F.HISTORY][0].split()[:3]
     spread = [str(i) for i in ids[:: max(1, len(ids) // 7)]]
-    exclude = " ".join([*history, *spread, "999999999999", "x-1"])
-    cases = [(exclude, 0), ("", 1), (exclude, 1), ("", 0)]
-    return [cases[i % len(cases)] for i in range(n)]
+    cases = []
+    for row in range(n):
+        exclude = " ".join([*history, *spread, *map(str, best[row]), "999999999999", "x-1"])
+        cases.append([(exclude, 0), ("", 1), (exclude, 1), ("", 0)][row % 4])
+    return cases
 
 
 def _filtered_instances(exported, instances: list[dict]) -> list[dict]:

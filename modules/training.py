@@ -68,6 +68,7 @@ _DEFAULTS = {
     "history_items": constants.MODEL_HISTORY_ITEMS,
     "profile_items": constants.MODEL_PROFILE_ITEMS,
     "bias_prior": constants.MODEL_BIAS_PRIOR,
+    "history_content": constants.MODEL_HISTORY_CONTENT,
     "validation_days": constants.MODEL_VALIDATION_DAYS,
     "validation_min_queries": constants.MODEL_VALIDATION_MIN_QUERIES,
     "validation_max_queries": constants.MODEL_VALIDATION_MAX_QUERIES,
@@ -92,6 +93,8 @@ def settings(custom_config: dict[str, Any] | None = None) -> dict[str, Any]:
     ``examples_per_event``, ``negatives`` (history | in_batch), ``sequence`` (events | distinct: what the encoder reads), ``history_items`` (items
     the encoder reads, 0: all), ``profile_items`` (profile items the repeat term reads, 0: all),
     ``bias_prior`` (the per-id item bias starts at the log prior, `model.log_prior`),
+    ``history_content`` (the encoder reads the history items' item-tower vectors, content
+    included, instead of their id embeddings),
     ``validation_days``, ``validation_min_queries``, ``validation_max_queries``,
     ``patience``, ``calibrate_repeat`` (choose the personal weight and the repeat boost on the
     window), ``refit``, ``chosen`` (the ``validation`` summary of an earlier validated fit of the
@@ -122,6 +125,7 @@ def model_config(cfg: dict[str, Any]) -> M.ModelConfig:
         history_items=int(cfg["history_items"]),
         profile_items=int(cfg["profile_items"]),
         bias_prior=bool(cfg["bias_prior"]),
+        history_content=bool(cfg["history_content"]),
         seed=int(cfg["seed"]),
     )
 
