@@ -270,11 +270,8 @@ class UserTower(tf.keras.Model):
         """
         if not self._config.history_content:
             return self.item_embedding(history)
-        distinct, position = tf.unique(tf.reshape(history, [-1]))
-        rows = {name: tf.gather(table, distinct) for name, table in self.history_item_table.items()}
-        vectors = self.history_item_tower(rows)[:, : self._config.embedding_dim]
-        shape = tf.concat([tf.shape(history), [self._config.embedding_dim]], 0)
-        return tf.reshape(tf.gather(vectors, position), shape)
+        vectors = item_vectors_by_index(self.history_item_tower, self.history_item_table, history)
+        return vectors[..., : self._config.embedding_dim]
 
     def encode_history(self, history: tf.Tensor, context: tf.Tensor) -> tf.Tensor:
         """Pools the history's item vectors (`history_vectors`) into one [B, dim] vector."""
@@ -560,10 +557,7 @@ class TwoTowerModel(tfrs.Model):
         scores = tfrs.layers.loss.SamplingProbablityCorrection()(scores, probability)
         scores = tf.where((in_history & ~eye) | duplicate, _MASKED, scores)
 
-        distinct, position = tf.unique(tf.reshape(history, [-1]))
-        table = {name: tf.gather(var, distinct) for name, var in self._item_table.items()}
-        vectors = tf.gather(self.item_tower(table), position)
-        vectors = tf.reshape(vectors, tf.concat([tf.shape(history), [-1]], 0))
+        vectors = item_vectors_by_index(self.item_tower, self._item_table, history)
         own = tf.einsum("bd,bnd->bn", users, vectors) + bonus
         own = tf.where(first & tf.not_equal(history, candidates[:, None]), own, _MASKED)
 
@@ -596,6 +590,22 @@ def log_prior(probability: np.ndarray) -> np.ndarray:
     logs = np.log(np.maximum(inner, inner[inner > 0].min()))
     prior[1:-1] = logs - logs.mean()
     return prior
+
+
+def item_vectors_by_index(
+    item_tower: tf.keras.layers.Layer, table: dict[str, tf.Variable], index: tf.Tensor
+) -> tf.Tensor:
+    """[..., dim + 1] the item tower's vector of each item index of ``index`` (any shape).
+
+    ``table`` holds the item-side features of every item index (row i = index i); each distinct
+    index of ``index`` is run through the tower once.
+    """
+    distinct, position = tf.unique(tf.reshape(index, [-1]))
+    rows = {name: tf.gather(values, distinct) for name, values in table.items()}
+    vectors = tf.gather(item_tower(rows), position)
+    shaped = tf.reshape(vectors, tf.concat([tf.shape(index), [-1]], 0))
+    shaped.set_shape(index.shape.concatenate(vectors.shape[-1:]))
+    return shaped
 
 
 def history_mask(history: tf.Tensor, item_rows: int) -> tf.Tensor:

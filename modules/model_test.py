@@ -164,6 +164,54 @@ def test_history_content_encoder_reads_the_item_towers_vectors():
         M.TwoTowerModel(SIZES, config, np.full(SIZES.items, 0.1))
 
 
+def test_history_negatives_loss_by_hand():
+    # negatives="history": each row's softmax holds the batch's positives (log-Q corrected, the
+    # repeat term added) and the row's own profile items scored exactly (tower vector + bonus).
+    tf.keras.utils.set_random_seed(0)
+    table = _item_table()
+    config = M.ModelConfig(embedding_dim=8, hidden_dim=16, negatives="history")
+    probability = np.linspace(0.05, 0.15, SIZES.items)
+    model = M.TwoTowerModel(SIZES, config, probability, table)
+    # Small repeat weights: the profile part weighs about as much as the batch part.
+    model.repeat.bucket_weights.assign(np.linspace(-0.02, 0.05, config.repeat_buckets))
+    features = _features(batch=4)
+    # Row 0's target is its own profile item (taken out of its profile part); row 1's target is
+    # in row 2's profile (taken out of row 2's batch part); rows 2 and 3 share a target (each
+    # takes the other's copy out).
+    features[T.ITEM_INDEX] = np.array([5, 7, 3, 3])
+    features[T.PROFILE_INDEX] = np.array(
+        [[5, 2, 0, 0, 0], [1, 4, 6, 0, 0], [7, 2, 9, 0, 0], [8, 0, 0, 0, 0]]
+    )
+    for name in (T.CATEGORY_INDEX, T.TEXT_TOKENS, T.ITEM_NUMERIC):
+        features[name] = table[name][features[T.ITEM_INDEX]]
+    tensors = {k: tf.constant(v) for k, v in features.items()}
+    loss = float(model.compute_loss(tensors))
+
+    users = model.user_vectors(tensors).numpy()
+    targets = features[T.ITEM_INDEX]
+    items = model.item_vectors({k: v[targets] for k, v in table.items()}).numpy()
+    repeat = model.repeat.matrix(tensors, tf.constant(targets, tf.int32)).numpy()
+    p = np.minimum(probability[targets] * 4, 1.0)
+    scores = users @ items.T + repeat - np.log(p)[None, :]
+    history = features[T.PROFILE_INDEX]
+    bonus = model.repeat.bonus(tensors).numpy()
+    everything = model.item_vectors(table).numpy()
+    expected = 0.0
+    for row in range(4):
+        known = [(n, i) for n, i in enumerate(history[row]) if 0 < i < SIZES.items - 1]
+        batch_part = [
+            scores[row, j]
+            for j in range(4)
+            if j == row or (targets[j] != targets[row] and targets[j] not in history[row])
+        ]
+        own_part = [
+            users[row] @ everything[i] + bonus[row, n] for n, i in known if i != targets[row]
+        ]
+        logits = np.array(batch_part + own_part, np.float64)
+        expected += np.log(np.exp(logits - logits.max()).sum()) + logits.max() - scores[row, row]
+    np.testing.assert_allclose(loss, expected, rtol=1e-4)
+
+
 def test_encoder_reads_events_or_distinct_items():
     features = _features(batch=2)
     outputs = {}
