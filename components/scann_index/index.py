@@ -291,7 +291,7 @@ def default_grid(n_items: int) -> list[dict[str, Any]]:
     two-tower vectors of the default run needed about 8 % of the leaves and 200 reordered
     candidates for Recall@50 0.95; at RetailRocket scale (398,546 items) AH's quantisation error
     capped recall at 0.88 with 200 reordered, whatever the leaves, and 1,000 reordered reached
-    0.95 with 4 % of the leaves (docs/benchmarks.md). The exact configuration comes last: on
+    0.95-0.96 with 4-6 % of the leaves (docs/benchmarks.md). The exact configuration comes last: on
     vectors no partitioning suits (e.g. isotropic noise) it is what reaches the target, so the
     served index is never less faithful than promised, only as slow as exact search. The order is
     also `choose`'s tie-break.
