@@ -2,7 +2,7 @@
 
 Compares, on the same item vectors and queries and the same number of threads:
 
-* exact search: numpy (matmul + ``components.scoring.top_rows``, the evaluator's exact scorer),
+* exact search: numpy (matmul + ``modules.topk.top_rows``, the evaluator's exact scorer),
   TensorFlow (matmul + ``top_k``, what the brute-force serving model does), both as the ScaNN
   component times them (``components.scann_index.speed``), and Faiss ``IndexFlatIP``;
 * Faiss IVF (``IndexIVFFlat``) and HNSW (``IndexHNSWFlat``), hnswlib, each at the cheapest search
@@ -141,7 +141,7 @@ def exact_methods(items, k, threads) -> list[Method]:
     methods = [
         Method(
             "exact numpy",
-            "matmul + scoring.top_rows, batches of 512",
+            "matmul + topk.top_rows, batches of 512",
             batched(numpy_top),
             lambda q: numpy_top(q[None, :])[0],
             0.0,

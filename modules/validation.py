@@ -24,7 +24,7 @@ import tensorflow as tf
 from modules import catalogue as Cat
 from modules import columns as C
 from modules import features as F
-from modules import metrics, progress, ranking
+from modules import metrics, progress, ranking, topk
 from modules import model as M
 from modules import transform as T
 from modules.constants import TIE_EPSILON
@@ -39,6 +39,25 @@ REPEAT_BOOSTS = (0.0, *_DROPS, *_RAISES)
 PERSONAL_WEIGHTS = (1.0, 0.5, 0.25, 0.0)
 _USER_BATCH = 1024  # queries per call of the user tower
 _SCORE_CELLS = 1 << 24  # queries x catalogue cells scored at once (float32: 64 MiB)
+
+
+def _query_chunks(model: M.TwoTowerModel, items: Cat.Catalogue, queries: ValidationQueries):
+    """Yields (user vectors, profile catalogue rows, repeat bonus, targets) of consecutive queries.
+
+    The towers run on ``_USER_BATCH`` queries per call (one call per chunk cost more than the
+    scoring at RetailRocket scale, where a chunk is about 40 queries); the chunks hold at most
+    ``_SCORE_CELLS`` query x catalogue cells. Profile positions without a catalogue row are -1.
+    """
+    chunk = int(np.clip(_SCORE_CELLS // max(items.ids.size, 1), 1, _USER_BATCH))
+    for start in range(0, queries.size, _USER_BATCH):
+        part = {k: v[start : start + _USER_BATCH] for k, v in queries.features.items()}
+        users = model.user_vectors(part).numpy()
+        rows = items.row_of_index[model.repeat.items(part).numpy()]
+        bonus = model.repeat.bonus(part).numpy()
+        targets = queries.targets[start : start + _USER_BATCH]
+        for at in range(0, len(targets), chunk):
+            end = at + chunk
+            yield users[at:end], rows[at:end], bonus[at:end], targets[at:end]
 
 
 @dataclasses.dataclass
@@ -158,15 +177,10 @@ def recall(
         return 0.0
     if vectors is None:
         vectors = Cat.item_vectors(model, items)
-    chunk = int(np.clip(_SCORE_CELLS // max(items.ids.size, 1), 1, _USER_BATCH))
     hits = 0
-    for start in range(0, queries.size, chunk):
-        part = {k: v[start : start + chunk] for k, v in queries.features.items()}
-        scores = model.user_vectors(part).numpy() @ vectors.T
-        profile = model.repeat.items(part).numpy()
-        bonus = model.repeat.bonus(part).numpy()
-        ranking.add_repeat_bonus(scores, items.row_of_index[profile], bonus)
-        targets = queries.targets[start : start + chunk]
+    for users, rows, bonus, targets in _query_chunks(model, items, queries):
+        scores = users @ vectors.T
+        ranking.add_repeat_bonus(scores, rows, bonus)
         hits += int(hits_at_k(scores, items.ids, targets, RECALL_K).sum())
     return hits / queries.size
 
@@ -203,19 +217,9 @@ def calibrate(
     item_part, bias = vectors[:, :-1], vectors[:, -1]
     model.user_tower.personal_weight.assign(1.0)
     hits = np.zeros((len(weights), len(boosts)), dtype=np.int64)
-    chunk = int(np.clip(_SCORE_CELLS // max(items.ids.size, 1), 1, _USER_BATCH))
-    for start in range(0, queries.size, chunk):
-        part = {k: v[start : start + chunk] for k, v in queries.features.items()}
-        hits += grid_hits(
-            model.user_vectors(part).numpy()[:, :-1] @ item_part.T,
-            bias,
-            items.row_of_index[model.repeat.items(part).numpy()],
-            model.repeat.bonus(part).numpy(),
-            items.ids,
-            queries.targets[start : start + chunk],
-            weights,
-            boosts,
-        )
+    for users, rows, bonus, targets in _query_chunks(model, items, queries):
+        dots = users[:, :-1] @ item_part.T
+        hits += grid_hits(dots, bias, rows, bonus, items.ids, targets, weights, boosts)
     recalls = np.round(hits / max(queries.size, 1), 4)
     best_w, best_b = np.unravel_index(int(np.argmax(hits)), hits.shape)  # the first of equals
     weight, boost = float(weights[best_w]), float(boosts[best_b])
@@ -243,14 +247,16 @@ def grid_hits(
     """[weights, boosts] hits of queries scored ``weight * dots + bias`` plus ``bonus + boost`` on
     their profile items, by the protocol's tie rule (as `hits_at_k` on the full scores).
 
-    Only the catalogue's top ``k + P`` by ``weight * dots + bias`` (P: profile positions) and the
-    profile items can rank before a target that scores above the last of that top: at least k of
-    the top are not profile items, and no item outside both scores more than they do, whatever the
-    boost. So each boost costs [Q, k + 2P] comparisons, not [Q, M]; a query whose target scores
-    within the tie margin of that last item (a few per thousand) is decided on its full row.
+    Only the catalogue's top ``k + P`` by ``weight * dots + bias`` (P: the most profile items of
+    any of the Q queries) and the profile items can rank before a target that scores above the
+    last of that top: at least k of the top are not profile items, and no item outside both scores
+    more than they do, whatever the boost. So each boost costs [Q, k + 2P] comparisons, not
+    [Q, M]; a query whose target scores within the tie margin of that last item (a few per
+    thousand) is decided on its full row. The top is ``topk.top_rows``' (``tf.math.top_k``'s
+    selection, faster on a wide catalogue).
 
     Args:
-      dots: [Q, M] ``u . v`` of every query and catalogue column (personal weight 1).
+      dots: float32 [Q, M] ``u . v`` of every query and catalogue column (personal weight 1).
       bias: [M] item bias of every column.
       rows: [Q, P] catalogue column of every profile position, -1 for none (padding, no row).
       bonus: [Q, P] repeat bonus of every profile position (boost 0). A profile holds an item once.
@@ -275,22 +281,26 @@ def grid_hits(
     target_bonus = np.where(at_target, bonus, 0.0).sum(axis=1, dtype=np.float64)
     profile_codes = (query[:, None] * n_items + rows)[valid]
     margin = 2.0 * (n_items + 1) * TIE_EPSILON
-    width = min(k + rows.shape[1], n_items)
+    width = min(k + int(valid.sum(axis=1).max(initial=0)), n_items)
+    # The weighted scores, in one buffer padded with -inf to whole groups of `topk.top_rows`.
+    padded = np.full((n_queries, topk.padded_width(n_items)), -np.inf, dtype=np.float32)
+    weighted = padded[:, :n_items]
+    bias32 = bias.astype(np.float32)
     step = np.asarray(boosts, dtype=np.float64)[:, None, None]  # [boosts, 1, 1]
     out = np.zeros((len(weights), len(boosts)), dtype=np.int64)
     for w_index, weight in enumerate(weights):
         if weight == 0:
             # Every query scores the catalogue's bias (0 * u.v + b is b exactly): one selection
             # serves them all.
-            scores = np.broadcast_to(bias[None, :].astype(np.float32), dots.shape)
+            scores = np.broadcast_to(bias32[None, :], dots.shape)
             top_values, top_columns = tf.math.top_k(scores[:1], width)
             top_values = np.broadcast_to(top_values.numpy().astype(np.float64), (n_queries, width))
             top_columns = np.broadcast_to(top_columns.numpy(), (n_queries, width))
         else:
-            scores = dots * np.float32(weight) + bias[None, :].astype(np.float32)
-            top_values, top_columns = tf.math.top_k(scores, width)
-            top_values = top_values.numpy().astype(np.float64)
-            top_columns = top_columns.numpy()
+            np.multiply(dots, np.float32(weight), out=weighted)
+            scores = np.add(weighted, bias32[None, :], out=weighted)
+            top_columns = topk.top_rows(padded, width)
+            top_values = np.take_along_axis(scores, top_columns, axis=1).astype(np.float64)
         last = top_values[:, -1] if width < n_items else np.full(n_queries, -np.inf)
         in_profile = np.isin(query[:, None] * n_items + top_columns, profile_codes)
         others = np.where(in_profile, -np.inf, top_values)  # [Q, width]: the top's other items

@@ -61,9 +61,11 @@ def _grid_reference(dots, bias, rows, bonus, ids, targets, weights, boosts, k):
 
 
 @pytest.mark.parametrize("coarse", [False, True])
-def test_grid_hits_equal_the_full_ranking_of_every_pair(coarse):
+# 400 items: TF's top k; 2,003: the grouped selection of `topk.top_rows`, with a padded last group.
+@pytest.mark.parametrize("n_items", [400, 2_003])
+def test_grid_hits_equal_the_full_ranking_of_every_pair(coarse, n_items):
     rng = np.random.default_rng(1)
-    n_queries, n_items, width, k = 200, 400, 30, 10
+    n_queries, width, k = 200, 30, 10
     ids = np.sort(rng.choice(5_000, n_items, replace=False))
     if coarse:  # many exact ties, also at the last item of the reduced top
         dots = rng.integers(0, 6, (n_queries, n_items)).astype(np.float32)
@@ -74,6 +76,9 @@ def test_grid_hits_equal_the_full_ranking_of_every_pair(coarse):
     # Distinct profile items per query, padded with -1; half the targets are profile items.
     rows = np.stack([rng.permutation(n_items)[:width] for _ in range(n_queries)])
     rows[rng.integers(0, width, n_queries)[:, None] <= np.arange(width)] = -1
+    rows[7] = np.random.default_rng(2).permutation(n_items)[
+        :width
+    ]  # a whole profile: top k + width
     bonus = np.where(rows >= 0, rng.normal(size=rows.shape), 0.0)
     targets = ids[rng.integers(0, n_items, n_queries)]
     seen = (rows[:, 0] >= 0) & (np.arange(n_queries) % 2 == 0)
@@ -83,4 +88,4 @@ def test_grid_hits_equal_the_full_ranking_of_every_pair(coarse):
     got = V.grid_hits(dots, bias, rows, bonus, ids, targets, weights, boosts, k)
     want = _grid_reference(dots, bias, rows, bonus, ids, targets, weights, boosts, k)
     np.testing.assert_array_equal(got, want)
-    assert want.min() > 0 and want.max() < n_queries  # neither trivial
+    assert want.max() > 0 and want.min() < n_queries and np.unique(want).size > 2  # not trivial

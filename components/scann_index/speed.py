@@ -7,7 +7,7 @@ and the run report only.
 
 Exact search is timed two ways, each the selection of a real scorer:
 
-* ``numpy``: an OpenBLAS matmul + ``components.scoring.top_rows`` (the RetrievalEvaluator's exact
+* ``numpy``: an OpenBLAS matmul + ``modules.topk.top_rows`` (the RetrievalEvaluator's exact
   scorer, equal to ``tf.math.top_k``);
 * ``tensorflow``: ``tf.matmul`` + ``tf.math.top_k``, what the brute-force serving model does per
   request, minus the user tower.
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from components import scoring
 from components.scann_index import index
+from modules import topk
 
 _EXACT_BATCH = 512  # queries per exact-search call (the evaluator's batch size)
 
@@ -115,9 +115,9 @@ def exact_speeds(
 
 
 def numpy_exact(vectors: np.ndarray, k: int):
-    """queries [b, d] -> top-k rows, by numpy matmul + ``scoring.top_rows``."""
+    """queries [b, d] -> top-k rows, by numpy matmul + ``topk.top_rows``."""
     n_items = len(vectors)
-    width = scoring.padded_width(n_items)
+    width = topk.padded_width(n_items)
     # Zero vectors in the padding columns, whose scores are then set to -inf: never selected.
     vectors_t = np.zeros((vectors.shape[1], width), dtype=np.float32)
     vectors_t[:, :n_items] = np.asarray(vectors, dtype=np.float32).T
@@ -126,7 +126,7 @@ def numpy_exact(vectors: np.ndarray, k: int):
     def top(queries: np.ndarray) -> np.ndarray:
         scores = queries @ vectors_t
         scores[:, n_items:] = -np.inf
-        return scoring.top_rows(scores, k)
+        return topk.top_rows(scores, k)
 
     return top
 

@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from components import scoring
-from modules import ranking
+from modules import ranking, topk
 
 
 def _tf_top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -21,11 +20,11 @@ def test_top_rows_is_tf_top_k_ties_included():
         scores[0] = 1.0  # a row of equal scores: the lowest columns win
         scores[1, -3:] = 9.0  # the best ones in the partial block
         for k in (1, 10, 37):
-            assert np.array_equal(scoring.top_rows(scores, k), _tf_top_k(scores, k)), (n_cols, k)
+            assert np.array_equal(topk.top_rows(scores, k), _tf_top_k(scores, k)), (n_cols, k)
     smooth = rng.standard_normal((32, 16 * 500 + 5)).astype(np.float32)
-    assert np.array_equal(scoring.top_rows(smooth, 100), _tf_top_k(smooth, 100))
+    assert np.array_equal(topk.top_rows(smooth, 100), _tf_top_k(smooth, 100))
     uniform = rng.random((64, 400_000), dtype=np.float32)  # float32: exact ties near the top
-    assert np.array_equal(scoring.top_rows(uniform, 100), _tf_top_k(uniform, 100))
+    assert np.array_equal(topk.top_rows(uniform, 100), _tf_top_k(uniform, 100))
 
 
 def test_tf_selection_follows_the_protocols_tie_rule():
@@ -38,4 +37,4 @@ def test_tf_selection_follows_the_protocols_tie_rule():
     for k in (1, 10, 50):
         expected = ranking.top_k_items(scores, item_ids, k)
         assert np.array_equal(item_ids[_tf_top_k(scores, k)], expected)
-        assert np.array_equal(item_ids[scoring.top_rows(scores, k)], expected)
+        assert np.array_equal(item_ids[topk.top_rows(scores, k)], expected)
