@@ -38,9 +38,12 @@ def read_columns(
       defaults: value for examples where a feature is absent (required otherwise).
 
     Returns:
-      ``{feature name: 1-D array}`` in file order.
+      ``{feature name: 1-D array}`` in file order (the files are read two at a time,
+      ``modules.columns.map_files``).
     """
     import tensorflow as tf
+
+    from modules import columns as C  # imports TensorFlow
 
     defaults = defaults or {}
     dtypes = {"int64": tf.int64, "float32": tf.float32, "string": tf.string}
@@ -48,18 +51,24 @@ def read_columns(
         name: tf.io.FixedLenFeature([], dtypes[kind], default_value=defaults.get(name))
         for name, kind in columns.items()
     }
-    dataset = (
-        tf.data.TFRecordDataset(split_files(examples_uri, split), compression_type="GZIP")
-        .batch(_BATCH)
-        .map(lambda records: tf.io.parse_example(records, spec))
-    )
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in columns}
-    for batch in dataset.as_numpy_iterator():
-        for name in columns:
-            parts[name].append(batch[name])
+
+    def read_file(path: str) -> dict[str, list[np.ndarray]]:
+        dataset = (
+            tf.data.TFRecordDataset(path, compression_type="GZIP")
+            .batch(_BATCH)
+            .map(lambda records: tf.io.parse_example(records, spec))
+        )
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in columns}
+        for batch in dataset.as_numpy_iterator():
+            for name in columns:
+                parts[name].append(batch[name])
+        return parts
+
+    per_file = C.map_files(split_files(examples_uri, split), read_file)
+    chunks = {name: [c for part in per_file for c in part[name]] for name in columns}
     return {
-        name: (np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64))
-        for name, chunks in parts.items()
+        name: (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+        for name, parts in chunks.items()
     }
 
 

@@ -9,8 +9,9 @@ properties (NaN when missing). Every raw row the model sees goes through the tra
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+import concurrent.futures
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
 import tensorflow as tf
@@ -19,6 +20,10 @@ from modules import features as F
 from modules import transform as T
 
 TRANSFORM_BATCH = 8192  # rows per call of the transform layer (and per TFRecord read)
+# Files of a split read at once: TF decompresses and parses outside the GIL, so two threads read
+# a 4-file train split at RetailRocket scale in about half the time of one.
+READ_THREADS = 2
+_Result = TypeVar("_Result")
 _STRING_COLUMNS = (F.EVENT, F.ITEM_TEXT, F.HISTORY, F.PROFILE)
 
 
@@ -79,6 +84,16 @@ def read_csv_columns(path: str) -> dict[str, np.ndarray]:
     return columns
 
 
+def map_files(
+    files: list[str], read_file: Callable[[str], _Result], threads: int = READ_THREADS
+) -> list[_Result]:
+    """``read_file`` of every file, ``threads`` files at a time; the results in the files' order."""
+    if len(files) < 2 or threads < 2:
+        return [read_file(path) for path in files]
+    with concurrent.futures.ThreadPoolExecutor(min(threads, len(files))) as pool:
+        return list(pool.map(read_file, files))
+
+
 def read_example_columns(
     file_patterns: Iterable[str],
     raw_feature_spec: dict[str, Any],
@@ -107,17 +122,25 @@ def read_example_columns(
         for name in names
         if name in raw_feature_spec
     }
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in spec}
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(TRANSFORM_BATCH)
-    for records in dataset:
-        parsed = tf.io.parse_example(records, spec)
-        for name, value in parsed.items():
-            fill = "" if value.dtype == tf.string else (np.nan if value.dtype.is_floating else 0)
-            dense = tf.sparse.to_dense(value, default_value=tf.constant(fill, value.dtype))
-            padding = tf.fill(tf.stack([tf.shape(dense)[0], 1]), tf.constant(fill, value.dtype))
-            dense = tf.concat([dense, padding], 1)[:, 0]
-            parts[name].append(dense.numpy())
-    return normalise_columns({name: np.concatenate(chunks) for name, chunks in parts.items()})
+
+    def read_file(path: str) -> dict[str, list[np.ndarray]]:
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in spec}
+        dataset = tf.data.TFRecordDataset(path, compression_type="GZIP").batch(TRANSFORM_BATCH)
+        for records in dataset:
+            parsed = tf.io.parse_example(records, spec)
+            for name, value in parsed.items():
+                fill = (
+                    "" if value.dtype == tf.string else (np.nan if value.dtype.is_floating else 0)
+                )
+                dense = tf.sparse.to_dense(value, default_value=tf.constant(fill, value.dtype))
+                pad = tf.fill(tf.stack([tf.shape(dense)[0], 1]), tf.constant(fill, value.dtype))
+                parts[name].append(tf.concat([dense, pad], 1)[:, 0].numpy())
+        return parts
+
+    per_file = map_files(files, read_file)
+    return normalise_columns(
+        {name: np.concatenate([c for part in per_file for c in part[name]]) for name in spec}
+    )
 
 
 def raw_feature_spec(columns: Iterable[str]) -> dict[str, Any]:

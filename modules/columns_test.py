@@ -45,3 +45,24 @@ def test_example_columns_round_trip_through_tfrecords(tmp_path):
     tensors = C.to_raw_tensors(read, spec)
     assert tensors[F.HISTORY].values.numpy().tolist() == [b"1 2"]
     assert tensors[F.ITEM_ID].shape == (2, 1)
+
+
+def test_files_read_in_parallel_come_back_in_file_order(tmp_path):
+    # Five files of different sizes, read two at a time: the rows are those of reading them one
+    # after the other, sorted by name (an Examples split's order).
+    spec = C.raw_feature_spec(C.normalise_columns({F.ITEM_ID: [0]}))
+    expected = []
+    for part, size in enumerate((3, 20_000, 1, 9_000, 5)):
+        rows = [part * 100_000 + i for i in range(size)]
+        expected += rows
+        with tf.io.TFRecordWriter(str(tmp_path / f"part-{part}.gz"), options="GZIP") as writer:
+            for item in rows:
+                feature = {F.ITEM_ID: tf.train.Feature(int64_list=tf.train.Int64List(value=[item]))}
+                writer.write(
+                    tf.train.Example(
+                        features=tf.train.Features(feature=feature)
+                    ).SerializeToString()
+                )
+    read = C.read_example_columns([str(tmp_path / "*.gz")], spec)
+    assert read[F.ITEM_ID].tolist() == expected
+    assert C.map_files(["c", "a", "b"], str.upper) == ["C", "A", "B"]
