@@ -74,9 +74,12 @@ def read_columns(
 
 def count_records(examples_uri: str, split: str) -> int:
     """The number of records (examples) in one split, read from its files."""
+    return count_file_records(split_files(examples_uri, split))
+
+
+def count_file_records(files: list[str]) -> int:
+    """The number of records in gzipped TFRecord files."""
     import tensorflow as tf
 
-    dataset = tf.data.TFRecordDataset(
-        split_files(examples_uri, split), compression_type="GZIP", buffer_size=1 << 22
-    )
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP", buffer_size=1 << 22)
     return int(dataset.batch(_BATCH).reduce(np.int64(0), lambda n, b: n + tf.size(b, tf.int64)))

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from components import examples_io
 from components.scann_index import index
 from modules import constants, serving
 
@@ -300,8 +301,8 @@ def query_vectors(
     """
     signature = brute_force.signatures[serving.QUERY_SIGNATURE]
     spec = dict(signature.structured_input_signature[1])
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
-    n_records = int(dataset.reduce(np.int64(0), lambda n, batch: n + tf.size(batch, tf.int64)))
+    # Two passes over the files (count, then keep the sample), not every record held in memory.
+    n_records = examples_io.count_file_records(files)
     if not n_records:
         raise ValueError(f"{files}: no eval example to take queries from")
     pick = np.arange(n_records)
@@ -309,6 +310,7 @@ def query_vectors(
         pick = np.sort(np.random.default_rng(seed).choice(n_records, max_queries, replace=False))
     # Only the sampled queries go through the user tower (at RetailRocket scale 2,000 of 207,677).
     sampled, first, start = [], [], 0
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
     for batch in dataset.as_numpy_iterator():
         rows = pick[(pick >= start) & (pick < start + len(batch))] - start
         sampled.extend(batch[rows].tolist())
