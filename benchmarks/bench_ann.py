@@ -133,7 +133,7 @@ def _dir_size(path: str) -> int:
 
 def exact_methods(items, k, threads) -> list[Method]:
     """numpy, TensorFlow (the ScaNN component's exact timings) and, if installed, Faiss flat."""
-    numpy_top, tf_top = speed.numpy_exact(items, k), speed.tf_exact(items, k)
+    numpy_top, tf_top = index.exact_search(items, k), speed.tf_exact(items, k)
 
     def batched(top):
         return lambda q: np.concatenate([top(q[s : s + 512]) for s in range(0, len(q), 512)])

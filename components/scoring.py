@@ -83,14 +83,7 @@ def recommend_exact(
     query_time_ms: int | None = None,
     k: int = serving.EVAL_TOP_K,
 ):
-    """The brute-force model's eval lists from its own query and catalogue vectors.
-
-    The same scores as its evaluator signature (query . item vector + the repeat bonus at the
-    history's catalogue rows, ``modules.serving``) and the same selection
-    (``modules.topk.top_rows``), with the matrix product in numpy into one reused buffer: OpenBLAS
-    does it about 3x faster than TensorFlow's CPU kernel for this shape (catalogue x 65), and a
-    fresh [batch x catalogue] array per batch would cost as much again in page faults. At full scale this is most of the
-    evaluation's time.
+    """The brute-force model's eval lists from its own query and catalogue vectors (`ExactLists`).
 
     Args:
       k: the list length, at most the signature's (``serving.EVAL_TOP_K``): the first k of its
@@ -101,32 +94,65 @@ def recommend_exact(
     """
     import tensorflow as tf
 
-    model = tf.saved_model.load(model_dir)
-    catalogue = model.signatures[serving.CATALOGUE_SIGNATURE]()
-    item_ids = catalogue["item_ids"].numpy().astype(np.int64)
-    vectors = catalogue["item_vectors"].numpy().astype(np.float32)
-    n_items, width = item_ids.size, topk.padded_width(item_ids.size)
-    # Zero vectors in the padding columns, whose scores are then set to -inf: never selected.
-    vectors_t = np.zeros((vectors.shape[1], width), dtype=np.float32)
-    vectors_t[:, :n_items] = vectors.T
-    buffer = np.empty((batch_size, width), dtype=np.float32)
-    k = min(k, serving.EVAL_TOP_K, n_items)
-    signature = model.signatures[serving.QUERY_SIGNATURE]
-    query_spec = dict(signature.structured_input_signature[1])
+    lists_of = ExactLists(tf.saved_model.load(model_dir), batch_size, k)
     visitors, targets, lists = [], [], []
     for records, visitor, target in _eval_batches(eval_files, batch_size, query_time_ms):
-        out = signature(**serving.parse_user_columns(records, query_spec))
+        visitors.append(visitor)
+        targets.append(target)
+        lists.append(lists_of(records))
+    return np.concatenate(visitors), np.concatenate(targets), np.concatenate(lists)
+
+
+class ExactLists:
+    """A brute-force model's eval lists of serialized examples, from its query and catalogue vectors.
+
+    The same scores as its evaluator signature (query . item vector + the repeat bonus at the
+    history's catalogue rows, ``modules.serving``) and the same selection
+    (``modules.topk.top_rows``), with the matrix product in numpy into one reused buffer: OpenBLAS
+    does it about 3x faster than TensorFlow's CPU kernel for this shape (catalogue x 65), and a
+    fresh [batch x catalogue] array per batch would cost as much again in page faults. At full
+    scale this is most of the evaluation's time.
+    """
+
+    def __init__(
+        self, model, batch_size: int = constants.EVAL_BATCH_SIZE, k: int = serving.EVAL_TOP_K
+    ):
+        """
+        Args:
+          model: the loaded brute-force SavedModel (``modules.serving``).
+          batch_size: queries per matrix product (the buffer is [batch_size x catalogue]).
+          k: the list length, at most the signature's (``serving.EVAL_TOP_K``).
+        """
+        catalogue = model.signatures[serving.CATALOGUE_SIGNATURE]()
+        self._item_ids = catalogue["item_ids"].numpy().astype(np.int64)
+        vectors = catalogue["item_vectors"].numpy().astype(np.float32)
+        self._n_items, width = self._item_ids.size, topk.padded_width(self._item_ids.size)
+        # Zero vectors in the padding columns, whose scores are then set to -inf: never selected.
+        self._vectors_t = np.zeros((vectors.shape[1], width), dtype=np.float32)
+        self._vectors_t[:, : self._n_items] = vectors.T
+        self._buffer = np.empty((batch_size, width), dtype=np.float32)
+        self._k = min(k, serving.EVAL_TOP_K, self._n_items)
+        self._signature = model.signatures[serving.QUERY_SIGNATURE]
+        self._query_spec = dict(self._signature.structured_input_signature[1])
+
+    def __call__(self, records) -> np.ndarray:
+        """Candidate ids [n, k] of serialized examples (a string tensor [n]), best first."""
+        batch = len(self._buffer)
+        return np.concatenate(
+            [self._lists(records[at : at + batch]) for at in range(0, len(records), batch)]
+            or [np.empty((0, self._k), dtype=np.int64)]
+        )
+
+    def _lists(self, records) -> np.ndarray:
+        out = self._signature(**serving.parse_user_columns(records, self._query_spec))
         query = out["query"].numpy().astype(np.float32)
-        scores = buffer[: len(query)]
-        np.matmul(query, vectors_t, out=scores)
-        scores[:, n_items:] = -np.inf
+        scores = self._buffer[: len(query)]
+        np.matmul(query, self._vectors_t, out=scores)
+        scores[:, self._n_items :] = -np.inf
         rows, bonus = out["history_rows"].numpy(), out["repeat_bonus"].numpy()
         valid = rows >= 0
         np.add.at(scores, (np.nonzero(valid)[0], rows[valid]), bonus[valid].astype(np.float32))
-        visitors.append(visitor)
-        targets.append(target)
-        lists.append(item_ids[topk.top_rows(scores, k)])
-    return np.concatenate(visitors), np.concatenate(targets), np.concatenate(lists)
+        return self._item_ids[topk.top_rows(scores, self._k)]
 
 
 @dataclasses.dataclass

@@ -43,13 +43,24 @@ def normalise_columns(columns: dict[str, Any]) -> dict[str, np.ndarray]:
         kind = column_kind(name)
         values = np.asarray(values)
         if kind == "string":
-            out[name] = np.array([_text(v) for v in values], dtype=object)
+            out[name] = _texts(values)
         elif kind == "float":
             if values.dtype.kind in "OUS":
                 values = np.array([float(v) if str(v) != "" else np.nan for v in values])
             out[name] = values.astype(np.float64)
         else:
             out[name] = values.astype(np.int64)
+    return out
+
+
+def _texts(values: np.ndarray) -> np.ndarray:
+    """str cells of a string column. A column of bytes only (what TensorFlow parses) is decoded
+    without a type check per cell: 1.9M rows x 4 string columns took 11 s through `_text`."""
+    out = np.empty(len(values), dtype=object)
+    try:
+        out[:] = [value.decode() for value in values]
+    except AttributeError:  # not all bytes: None, NaN or str cells too
+        out[:] = [_text(value) for value in values]
     return out
 
 

@@ -17,12 +17,15 @@ over the whole split); its rows are then cut into pieces of ``PIECE_ROWS`` that 
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import zlib
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.io import filesystems, tfrecordio
+from apache_beam.io.filesystem import CompressionTypes
 from tfx.components.example_gen import utils
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.util import examples_utils
@@ -113,15 +116,56 @@ def _shard(record: bytes, n_shards: int) -> int:
     return zlib.crc32(record) % n_shards
 
 
+# zlib level of the written files. Beam's WriteToTFRecord compresses at zlib's default (6): about
+# 31 MB/s on this machine against 98 MB/s at level 1, for files 1.2x larger (28% of the raw
+# bytes against 23%); at RetailRocket size the 2.6 GB of examples took about 40 s of the two
+# workers' time at level 6. Any gzip reader reads either.
+GZIP_LEVEL = 1
+
+
+class _GzipWriter:
+    """A gzip stream at `GZIP_LEVEL` over a Beam file, closing both."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        # No file name and time 0 in the header: the bytes depend on the records only.
+        self._gzip = gzip.GzipFile(
+            filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=raw, mtime=0
+        )
+
+    def write(self, data: bytes) -> int:
+        return self._gzip.write(data)
+
+    def close(self) -> None:
+        self._gzip.close()
+        self._raw.close()
+
+
+class _GzipTFRecordSink(tfrecordio._TFRecordSink):  # noqa: SLF001 (WriteToTFRecord's own sink)
+    """Beam's TFRecord sink writing gzip at `GZIP_LEVEL` (Beam's own always uses level 6)."""
+
+    def open(self, temp_path):
+        raw = filesystems.FileSystems.create(
+            temp_path, self.mime_type, CompressionTypes.UNCOMPRESSED
+        )
+        return _GzipWriter(raw)
+
+
 @beam.ptransform_fn
 def _WriteShards(records: beam.pvalue.PCollection, split_uri: str):  # noqa: N802
     """Writes serialized records as ``SHARDS`` gzipped TFRecord files, without a shuffle."""
     parts = records | "Deal" >> beam.Partition(_shard, SHARDS)
     for index, part in enumerate(parts):
         # Default sharding: one file per bundle, written where the bundle runs (no grouping).
-        _ = part | f"Write{index}" >> beam.io.WriteToTFRecord(
-            os.path.join(split_uri, f"{FILE_PREFIX}-{index:02d}"), file_name_suffix=".gz"
+        sink = _GzipTFRecordSink(
+            file_path_prefix=os.path.join(split_uri, f"{FILE_PREFIX}-{index:02d}"),
+            coder=beam.coders.BytesCoder(),
+            file_name_suffix=".gz",
+            num_shards=0,
+            shard_name_template=None,
+            compression_type=CompressionTypes.UNCOMPRESSED,  # `open` compresses
         )
+        _ = part | f"Write{index}" >> beam.io.Write(sink)
 
 
 class Executor(BaseExampleGenExecutor):

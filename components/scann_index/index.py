@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from modules import ranking
+from modules import topk
 
 # Catalogues below this size are scored exactly inside ScaNN: a tree over a few leaves of
 # ~50 items gains nothing, and exact scoring keeps recall at 1.0.
@@ -44,7 +44,7 @@ GRID_REORDER = (100, 200, 500, 1000)
 # 16 centres per block (ScaNN's LUT16).
 AH_LOOKUP_COST = 1.0
 AH_CENTRES_PER_BLOCK = 16
-_EXACT_CHUNK_CELLS = 1 << 24  # query x item scores per matmul chunk (float32: 64 MiB)
+_EXACT_CHUNK_CELLS = 1 << 26  # query x item scores per matmul chunk (float32: 256 MiB)
 
 
 def exact_config() -> dict[str, Any]:
@@ -95,11 +95,32 @@ def describe(config: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- exact search (the oracle)
 
 
+def exact_search(vectors: np.ndarray, k: int):
+    """queries [b, d] -> their exact top-k rows of ``vectors`` (int64 [b, min(k, m)], best first).
+
+    A numpy (OpenBLAS) matrix product and ``modules.topk.top_rows`` (equal scores: the lower
+    row): the RetrievalEvaluator's exact scorer (``components.scoring``). The catalogue is held
+    transposed and padded to whole ``top_rows`` groups with zero vectors, whose scores are set to
+    -inf: never selected.
+    """
+    n_items = len(vectors)
+    width = topk.padded_width(n_items)
+    vectors_t = np.zeros((vectors.shape[1], width), dtype=np.float32)
+    vectors_t[:, :n_items] = np.asarray(vectors, dtype=np.float32).T
+    k = min(k, n_items)
+
+    def top(queries: np.ndarray) -> np.ndarray:
+        scores = np.asarray(queries, dtype=np.float32) @ vectors_t
+        scores[:, n_items:] = -np.inf
+        return topk.top_rows(scores, k)
+
+    return top
+
+
 def exact_top_k(queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
     """Exact top-k rows of ``vectors`` by dot product with each query: the tuner's reference.
 
-    The lists are selected by ``modules.ranking.top_k_items`` (the protocol's one tie rule: equal
-    scores go to the lower row), over row chunks so that the whole score matrix never exists.
+    `exact_search` over row chunks, so that the whole score matrix never exists.
 
     Args:
       queries: float [n, d].
@@ -110,15 +131,12 @@ def exact_top_k(queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
       rows int64 [n, min(k, m)], best first.
     """
     queries = np.asarray(queries, dtype=np.float32)
-    vectors = np.asarray(vectors, dtype=np.float32)
-    n, m = queries.shape[0], vectors.shape[0]
-    k = min(k, m)
-    rows = np.empty((n, k), dtype=np.int64)
+    n, m = queries.shape[0], len(vectors)
+    rows = np.empty((n, min(k, m)), dtype=np.int64)
+    top = exact_search(vectors, k)
     chunk = max(1, _EXACT_CHUNK_CELLS // max(m, 1))
-    columns = np.arange(m, dtype=np.int64)
     for start in range(0, n, chunk):
-        scores = queries[start : start + chunk] @ vectors.T
-        rows[start : start + chunk] = ranking.top_k_items(scores, columns, k)
+        rows[start : start + chunk] = top(queries[start : start + chunk])
     return rows
 
 

@@ -32,15 +32,17 @@ def test_exact_top_k_by_hand_with_ties():
     assert index.exact_top_k(queries[:1], vectors, k=10).tolist() == [[2, 3, 4, 0, 1]]
 
 
-def test_exact_top_k_is_the_shared_ranking_rule():
-    # Many ties (integer-valued vectors), and chunks: the reference is modules.ranking's list
-    # (equal scores: lower row), which here is a full stable sort.
+def test_exact_top_k_is_the_shared_ranking_rule(monkeypatch):
+    # Many ties (integer-valued vectors), a catalogue padded to whole top_rows groups, and chunks
+    # of 7 queries: the reference is modules.ranking's list (equal scores: lower row), which here
+    # is a full stable sort.
+    monkeypatch.setattr(index, "_EXACT_CHUNK_CELLS", 5001 * 7)
     rng = np.random.default_rng(3)
-    vectors = rng.integers(-2, 3, size=(5000, 4)).astype(np.float32)
+    vectors = rng.integers(-2, 3, size=(5001, 4)).astype(np.float32)
     queries = rng.integers(-2, 3, size=(40, 4)).astype(np.float32)
     scores = queries @ vectors.T
     rows = index.exact_top_k(queries, vectors, k=25)
-    np.testing.assert_array_equal(rows, ranking.top_k_items(scores, np.arange(5000), 25))
+    np.testing.assert_array_equal(rows, ranking.top_k_items(scores, np.arange(5001), 25))
     np.testing.assert_array_equal(rows, np.argsort(-scores, axis=1, kind="stable")[:, :25])
 
 

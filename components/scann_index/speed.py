@@ -7,8 +7,8 @@ and the run report only.
 
 Exact search is timed two ways, each the selection of a real scorer:
 
-* ``numpy``: an OpenBLAS matmul + ``modules.topk.top_rows`` (the RetrievalEvaluator's exact
-  scorer, equal to ``tf.math.top_k``);
+* ``numpy``: ``index.exact_search``, an OpenBLAS matmul + ``modules.topk.top_rows`` (the
+  RetrievalEvaluator's exact scorer, equal to ``tf.math.top_k``);
 * ``tensorflow``: ``tf.matmul`` + ``tf.math.top_k``, what the brute-force serving model does per
   request, minus the user tower.
 """
@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from components.scann_index import index
-from modules import topk
 
 _EXACT_BATCH = 512  # queries per exact-search call (the evaluator's batch size)
 
@@ -95,7 +94,7 @@ def exact_speeds(
     batch = queries[:_EXACT_BATCH]
     one = queries[: max(1, min(single_queries, len(queries)))]
     out = {}
-    for name, top in (("numpy", numpy_exact(vectors, k)), ("tensorflow", tf_exact(vectors, k))):
+    for name, top in (("numpy", index.exact_search(vectors, k)), ("tensorflow", tf_exact(vectors, k))):
         top(queries[:1])  # warm-up: tracing, thread pools
 
         def batched(top=top):
@@ -112,23 +111,6 @@ def exact_speeds(
             "single_query_per_s": rate(single, repeats, min_seconds),
         }
     return out
-
-
-def numpy_exact(vectors: np.ndarray, k: int):
-    """queries [b, d] -> top-k rows, by numpy matmul + ``topk.top_rows``."""
-    n_items = len(vectors)
-    width = topk.padded_width(n_items)
-    # Zero vectors in the padding columns, whose scores are then set to -inf: never selected.
-    vectors_t = np.zeros((vectors.shape[1], width), dtype=np.float32)
-    vectors_t[:, :n_items] = np.asarray(vectors, dtype=np.float32).T
-    k = min(k, n_items)
-
-    def top(queries: np.ndarray) -> np.ndarray:
-        scores = queries @ vectors_t
-        scores[:, n_items:] = -np.inf
-        return topk.top_rows(scores, k)
-
-    return top
 
 
 def tf_exact(vectors: np.ndarray, k: int):
