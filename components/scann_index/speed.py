@@ -94,7 +94,10 @@ def exact_speeds(
     batch = queries[:_EXACT_BATCH]
     one = queries[: max(1, min(single_queries, len(queries)))]
     out = {}
-    for name, top in (("numpy", index.exact_search(vectors, k)), ("tensorflow", tf_exact(vectors, k))):
+    for name, top in (
+        ("numpy", index.exact_search(vectors, k)),
+        ("tensorflow", tf_exact(vectors, k)),
+    ):
         top(queries[:1])  # warm-up: tracing, thread pools
 
         def batched(top=top):
