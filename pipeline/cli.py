@@ -10,11 +10,6 @@ import os
 
 # TFRS, TFMA and TFX 1.16 need Keras 2: this must be set before TensorFlow is first imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# numpy's OpenBLAS threads busy-wait after every matrix product until OpenBLAS's thread timeout
-# (2^28 cycles by default, about 0.1 s): on a 2-core machine that spinning takes a core from
-# TensorFlow, tf.data and the next numpy step. 2^4 cycles makes them sleep at once (the
-# RetrievalEvaluator's exact scoring: docs/benchmarks.md). Read when numpy is first imported.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 # TensorFlow reads its C++ log level once, at its first import; `main` sets it per command and -v
 # (see _set_verbosity) unless the user did. Importing this module alone keeps C++ errors only.
 _USER_TF_CPP_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
