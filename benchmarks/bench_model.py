@@ -259,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     # Transform settings key the analysis cache; training settings do not.
     transform_keys = {"history_length", "text_hash_buckets", "text_max_tokens", "visitor_min_count"}
     transform_base = {k: v for k, v in base.items() if k in transform_keys}
+    # A training setting Transform also reads: the visitor vocabulary is built for any variant
+    # with a visitor embedding (modules.transform.settings).
+    if any(cfg.get("use_visitor") for cfg in (base, *variants)):
+        transform_base["use_visitor"] = True
     results = []
     for export_dir in args.exports:
         results.append(

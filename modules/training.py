@@ -239,6 +239,11 @@ def train(
     spec = tft_output.raw_feature_spec()
     layer = tft_output.transform_features_layer()
     sizes = sizes_from(tft_output)
+    if cfg["use_visitor"] and sizes.visitors <= 1:
+        raise ValueError(
+            "use_visitor is on but the transform graph has no visitor vocabulary: Transform "
+            "builds it only when its custom_config has use_visitor true too (modules.transform)"
+        )
     items = Cat.prepare_catalogue(layer, item_columns, spec, sizes)
     lap("catalogue")
     fit_rows = E.fit_mask(raw, window)

@@ -104,6 +104,12 @@ def test_too_small_a_window_falls_back_to_fixed_epochs(tiny, caplog):
     assert "without validation" in caplog.text
 
 
+def test_a_visitor_embedding_needs_the_transform_that_built_its_vocabulary(tiny):
+    train, items, tft_output = tiny  # analysed with the defaults: no visitor vocabulary
+    with pytest.raises(ValueError, match="no visitor vocabulary"):
+        training.train(train, items, tft_output, {**SETTINGS, "use_visitor": True})
+
+
 def test_no_examples_is_an_error():
     train = C.normalise_columns(
         {

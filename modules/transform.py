@@ -17,7 +17,8 @@ Outputs (names below; 0 is always padding, index ``size - 1`` the out-of-vocabul
   tokens; ``ITEM_NUMERIC`` [B, D] availability flags, log1p + z-scored popularity, signed log1p +
   z-scored numeric properties with a missing flag each.
 * user side: ``HISTORY_INDEX`` [B, N] the last N items through the same item vocabulary, most
-  recent first; ``VISITOR_INDEX`` [B]; ``HOUR`` / ``DAY_OF_WEEK`` [B] of the query's timestamp
+  recent first; ``VISITOR_INDEX`` [B] (all 0, domain [0, 1), unless ``use_visitor``: see
+  `settings`); ``HOUR`` / ``DAY_OF_WEEK`` [B] of the query's timestamp
   (UTC); ``USER_NUMERIC`` [B, 6] log1p + z-scored counters, recency (hours since the visitor's
   previous event) and its missing flag; the long-term profile, [B, P] each, most recently seen
   first: ``PROFILE_INDEX`` (same item vocabulary, 0 padding), ``PROFILE_COUNT`` (events of the
@@ -113,7 +114,10 @@ def settings(custom_config: dict[str, Any] | None) -> dict[str, Any]:
     """Transform settings: ``custom_config`` over the defaults of ``modules.constants``.
 
     Keys: ``history_length``, ``profile_length``, ``text_hash_buckets``, ``text_max_tokens``,
-    ``visitor_min_count``.
+    ``visitor_min_count``, ``use_visitor`` (the model's setting of that name, which Transform and
+    the Trainer share in their custom_config: the visitor vocabulary is built only for a model
+    that reads it. Over RetailRocket's 992,000 train visitors it cost 25-35 s of Transform's
+    analysis, docs/benchmarks.md).
     """
     merged = {
         "history_length": constants.MODEL_HISTORY_LENGTH,
@@ -121,6 +125,7 @@ def settings(custom_config: dict[str, Any] | None) -> dict[str, Any]:
         "text_hash_buckets": constants.TEXT_HASH_BUCKETS,
         "text_max_tokens": constants.TEXT_MAX_TOKENS,
         "visitor_min_count": constants.VISITOR_MIN_COUNT,
+        "use_visitor": constants.MODEL_USE_VISITOR,
     }
     for key, value in (custom_config or {}).items():
         if key in merged:
@@ -222,16 +227,19 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any] | Non
         )
     )
 
-    visitor_tokens = _as_string(_column(inputs, F.VISITOR_ID, batch, tf.int64))
-    visitor_vocab = tft.vocabulary(
-        visitor_tokens,
-        vocab_filename=VISITOR_VOCAB,
-        frequency_threshold=cfg["visitor_min_count"],
-    )
-    visitor_size = tft.experimental.get_vocabulary_size_by_name(VISITOR_VOCAB) + 2
-    outputs[VISITOR_INDEX] = _indexed(
-        tft.apply_vocabulary(visitor_tokens, visitor_vocab, num_oov_buckets=1) + 1, visitor_size
-    )
+    visitors = _column(inputs, F.VISITOR_ID, batch, tf.int64)
+    if cfg["use_visitor"]:
+        visitor_tokens = _as_string(visitors)
+        visitor_vocab = tft.vocabulary(
+            visitor_tokens,
+            vocab_filename=VISITOR_VOCAB,
+            frequency_threshold=cfg["visitor_min_count"],
+        )
+        visitor_size = tft.experimental.get_vocabulary_size_by_name(VISITOR_VOCAB) + 2
+        visitor_index = tft.apply_vocabulary(visitor_tokens, visitor_vocab, num_oov_buckets=1) + 1
+    else:  # no model reads it: padding only (still a user-side output), and no vocabulary
+        visitor_index, visitor_size = tf.zeros_like(visitors), tf.constant(1, tf.int64)
+    outputs[VISITOR_INDEX] = _indexed(visitor_index, visitor_size)
 
     outputs[HOUR] = _indexed(
         tf.math.floormod(tf.math.floordiv(timestamp, _MS_PER_HOUR), 24), tf.constant(24, tf.int64)

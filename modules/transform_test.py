@@ -108,11 +108,24 @@ def test_malformed_profile_fields_read_as_defaults(analysed):
     np.testing.assert_array_equal(out[T.PROFILE_AGE], [[0.0, 0.0, 0.0]])  # seen now
 
 
-def test_visitor_vocabulary_keeps_repeat_visitors(analysed):
-    tft_output, _, _, out = analysed
+def test_visitor_vocabulary_keeps_repeat_visitors(tmp_path):
+    rows = _rows()
+    tft_output = testing.analyze(rows, str(tmp_path), {**CONFIG, "use_visitor": True})
+    layer = tft_output.transform_features_layer()
+    out = C.transform_columns(layer, rows, tft_output.raw_feature_spec())
     # visitor_min_count=2: visitor 1 (3 rows) is in, visitor 2 (1 row) shares the OOV index 2.
     np.testing.assert_array_equal(out[T.VISITOR_INDEX], [1, 1, 1, 2])
     assert tft_output.num_buckets_for_transformed_feature(T.VISITOR_INDEX) == 3
+
+
+def test_no_visitor_vocabulary_unless_the_model_reads_it(analysed):
+    tft_output, _, _, out = analysed
+    # The default model has no visitor embedding (use_visitor off): the analysis builds no
+    # vocabulary over the visitors, and the output is padding with a one-value domain.
+    np.testing.assert_array_equal(out[T.VISITOR_INDEX], [0, 0, 0, 0])
+    assert tft_output.num_buckets_for_transformed_feature(T.VISITOR_INDEX) == 1
+    assert tft_output.vocabulary_file_by_name(T.VISITOR_VOCAB) is None
+    assert tft_output.vocabulary_file_by_name(T.ITEM_VOCAB) is not None
 
 
 def test_category_and_its_levels_share_one_vocabulary(analysed):
