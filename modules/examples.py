@@ -46,11 +46,33 @@ def canonical_order(train: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     first, the same data gives the same examples. Columns already in that order come back as they
     are (no copy).
     """
-    events = np.unique(np.asarray(train[F.EVENT]), return_inverse=True)[1]
-    order = np.lexsort((events, train[F.ITEM_ID], train[F.TIMESTAMP], train[F.VISITOR_ID]))
-    if (order[1:] > order[:-1]).all():
+    keys = [train[F.VISITOR_ID], train[F.TIMESTAMP], train[F.ITEM_ID], _ranks(train[F.EVENT])]
+    if _non_decreasing(keys):  # a pass over the keys, where sorting 1.9M rows again took 6 s
         return train
+    order = np.lexsort(keys[::-1])
     return {name: np.asarray(values)[order] for name, values in train.items()}
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """[n] each value's rank among the distinct values, sorted (``np.unique``'s inverse, without
+    sorting the n cells: an event column has a handful of distinct strings)."""
+    values = np.asarray(values)
+    rank = {value: i for i, value in enumerate(sorted(set(values.tolist())))}
+    return np.fromiter((rank[value] for value in values.tolist()), np.int64, len(values))
+
+
+def _non_decreasing(keys: list[np.ndarray]) -> bool:
+    """Whether the rows are already in lexicographic order of ``keys`` (most significant first),
+    i.e. a stable ``np.lexsort`` would leave them where they are."""
+    tied = np.ones(
+        max(len(keys[0]) - 1, 0), dtype=bool
+    )  # rows equal to the next on every key so far
+    for key in keys:
+        before, after = key[:-1], key[1:]
+        if (tied & (before > after)).any():
+            return False
+        tied &= before == after
+    return True
 
 
 def pseudo_cutoff_examples(

@@ -96,6 +96,32 @@ def test_the_same_rows_in_any_order_give_the_same_examples():
     assert E.canonical_order(ordered) is ordered  # already in order: no copy
 
 
+def test_canonical_order_is_a_stable_sort_by_visitor_time_item_and_event():
+    rng = np.random.default_rng(3)
+    n = 2_000
+    for trial in range(20):
+        # Few distinct values: many rows tie on some keys, some on all of them (duplicates).
+        rows = {
+            F.VISITOR_ID: rng.integers(0, 4, n),
+            F.TIMESTAMP: rng.integers(0, 3, n) * HOUR,
+            F.ITEM_ID: rng.integers(0, 3, n),
+            F.EVENT: rng.choice(np.array(["view", "addtocart", "transaction"], dtype=object), n),
+            "row": np.arange(n),
+        }
+        if trial % 2:  # already sorted: must come back untouched
+            rows = {k: v[_reference_order(rows)] for k, v in rows.items()}
+        ordered = E.canonical_order(rows)
+        expected = _reference_order(rows)
+        np.testing.assert_array_equal(ordered["row"], rows["row"][expected])
+        assert (ordered is rows) == bool((expected == np.arange(n)).all())
+
+
+def _reference_order(rows):
+    """The stable sort canonical_order must match (np.unique's ranks of the event strings)."""
+    events = np.unique(rows[F.EVENT], return_inverse=True)[1]
+    return np.lexsort((events, rows[F.ITEM_ID], rows[F.TIMESTAMP], rows[F.VISITOR_ID]))
+
+
 def test_states_at_reproduce_the_exports_eval_queries(tmp_path):
     generate(tmp_path / "raw", preset="tiny", seed=0)
     summary = export.export(tmp_path / "raw", tmp_path / "out", history_length=5)

@@ -74,8 +74,9 @@ def build_index(
     queries, examples = scann_serving.query_vectors(brute_force, eval_files, n_queries, seed)
     logging.info("ScaNN: tuning over %d items on %d held-out queries", len(vectors), len(queries))
 
+    built: dict[str, Any] = {}
     chosen, curve = index.tune(
-        vectors, queries, k=k, target_recall=target_recall, grid=grid, threads=threads
+        vectors, queries, k=k, target_recall=target_recall, grid=grid, threads=threads, keep=built
     )
     point = next(p for p in curve if p["config"] == chosen)
     progress.report(
@@ -87,7 +88,8 @@ def build_index(
         point["cost"],
     )
     timing = dict(repeats=repeats, single_queries=single_queries, min_seconds=min_seconds)
-    scann = speed.scann_speed(vectors, queries, chosen, k, threads=threads, **timing)
+    scann = speed.scann_speed(vectors, queries, chosen, k, threads=threads, built=built, **timing)
+    del built
     exact = speed.exact_speeds(vectors, queries, k, **timing)
 
     start = time.perf_counter()

@@ -27,6 +27,7 @@ those whose Recall@k against `exact_top_k` reaches the target on the given queri
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -332,6 +333,7 @@ def tune(
     target_recall: float = 0.95,
     grid: list[dict[str, Any]] | None = None,
     threads: int = 0,
+    keep: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Measures the recall of every configuration of ``grid``; picks the cheapest meeting the target.
 
@@ -348,6 +350,9 @@ def tune(
       grid: configurations (default `default_grid(m)`).
       threads: ScaNN training and search threads (0: its default; the built index does not
         depend on it).
+      keep: if given, gets ``searcher`` (the built searcher that answered the chosen
+        configuration, searched with its leaves and reordering by `search`) and ``build_s`` (its
+        build's seconds), so that the chosen index need not be built again to be timed.
 
     Returns:
       (chosen configuration, curve). The curve has one dict per configuration, in grid order:
@@ -369,6 +374,7 @@ def tune(
     exact_rows = exact_top_k(queries, vectors, k)
     curve = []
     searchers: dict[tuple, Any] = {}
+    build_s: dict[tuple, float] = {}
     for config in grid:
         key = _build_key(config)
         if key not in searchers:
@@ -377,7 +383,9 @@ def tune(
                 build_config["reorder"] = max(
                     int(c["reorder"]) for c in grid if _build_key(c) == key
                 )
+            start = time.perf_counter()
             searchers[key] = build_searcher(vectors, build_config, num_neighbors=k, threads=threads)
+            build_s[key] = time.perf_counter() - start
         recall = recall_vs_exact(search(searchers[key], queries, k, config), exact_rows)
         curve.append(
             {
@@ -388,7 +396,10 @@ def tune(
                 "meets_target": bool(recall >= target_recall),
             }
         )
-    return choose(curve), curve
+    chosen = choose(curve)
+    if keep is not None:
+        keep.update(searcher=searchers[_build_key(chosen)], build_s=build_s[_build_key(chosen)])
+    return chosen, curve
 
 
 def choose(curve: list[dict[str, Any]]) -> dict[str, Any]:

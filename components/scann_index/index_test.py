@@ -126,6 +126,21 @@ def test_tune_picks_the_cheapest_configuration_meeting_the_target():
     assert chosen == min(meeting, key=lambda p: p["cost"])["config"]
 
 
+def test_tune_keeps_the_searcher_of_its_choice():
+    # The kept searcher (built with its group's largest reordering) answers the chosen
+    # configuration exactly as one built for it alone: the timing needs no second build.
+    vectors, queries = _clustered(6000, 16, 0), _clustered(200, 16, 1)
+    grid = [index.tree_ah_config(60, share, reorder) for share in (12, 3) for reorder in (40, 100)]
+    kept = {}
+    chosen, _ = index.tune(vectors, queries, k=20, target_recall=0.9, grid=grid, keep=kept)
+    assert kept["build_s"] > 0
+    alone = index.build_searcher(vectors, chosen, num_neighbors=20)
+    np.testing.assert_array_equal(
+        index.search(kept["searcher"], queries, 20, chosen),
+        index.search(alone, queries, 20, chosen),
+    )
+
+
 def test_tune_is_deterministic():
     # The same inputs: the same curve and the same choice, whatever the threads.
     vectors, queries = _clustered(5000, 16, 2), _clustered(150, 16, 3)
