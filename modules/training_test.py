@@ -11,6 +11,7 @@ import tensorflow as tf
 from components.export import export
 from data.generator import generate
 from modules import columns as C
+from modules import examples as E
 from modules import features as F
 from modules import testing, training
 from modules import transform as T
@@ -53,6 +54,23 @@ def test_epochs_and_boost_are_chosen_on_the_window_then_refit(tiny):
     assert set(v["personal_recalls"]) == {str(w) for w in V.PERSONAL_WEIGHTS}
     assert float(trained.model.user_tower.personal_weight.numpy()) == trained.personal_weight
     assert trained.validation_recall == max(trained.boost_recalls.values())
+
+
+def test_validation_queries_come_ordered_by_profile_length(tiny):
+    # Ordered so that queries scored together have similar profile widths (`grid_hits`); each
+    # query keeps its own features and target.
+    train, _, tft_output = tiny
+    window = E.validation_window(E.canonical_order(train), 7.0)
+    layer, spec = tft_output.transform_features_layer(), tft_output.raw_feature_spec()
+    queries = V.prepare_queries(layer, spec, window.queries, 10_000, 0)
+    lengths = (queries.features[T.PROFILE_INDEX] > 0).sum(axis=1)
+    assert queries.size == window.n_queries and np.all(np.diff(lengths) >= 0)
+    assert lengths[0] < lengths[-1]  # the tiny log's window has profiles of several lengths
+    plain = C.transform_columns(layer, C.user_columns_of(window.queries), spec)
+    order = np.argsort((plain[T.PROFILE_INDEX] > 0).sum(axis=1), kind="stable")
+    for name in T.USER_OUTPUTS:
+        np.testing.assert_array_equal(queries.features[name], plain[name][order])
+    np.testing.assert_array_equal(queries.targets, window.queries[F.ITEM_ID][order])
 
 
 def test_without_refit_the_validated_model_is_returned(tiny):

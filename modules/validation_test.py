@@ -88,4 +88,9 @@ def test_grid_hits_equal_the_full_ranking_of_every_pair(coarse, n_items):
     got = V.grid_hits(dots, bias, rows, bonus, ids, targets, weights, boosts, k)
     want = _grid_reference(dots, bias, rows, bonus, ids, targets, weights, boosts, k)
     np.testing.assert_array_equal(got, want)
+    # A scratch buffer with room for more queries, holding an earlier call's scores.
+    buffer = V.grid_buffer(n_queries + 3, n_items)
+    V.grid_hits(dots[::-1] * 3, bias, rows, bonus, ids, targets, weights, boosts, k, buffer=buffer)
+    again = V.grid_hits(dots, bias, rows, bonus, ids, targets, weights, boosts, k, buffer=buffer)
+    np.testing.assert_array_equal(again, want)
     assert want.max() > 0 and want.min() < n_queries and np.unique(want).size > 2  # not trivial

@@ -18,3 +18,29 @@ def test_exact_vectors_lists_are_the_evaluator_signatures(tiny_run):
     # Float sums in another order may swap two near-equal scores; nothing more.
     same = (signature[2] == exact[2]).mean()
     assert same > 0.999, same
+
+
+def test_signature_lists_come_back_in_file_order(tiny_run):
+    """`recommend` runs the signature on queries ordered by profile length, in windows of 16
+    batches, and returns the lists of the queries in file order: batch by batch in file order
+    gives the same lists."""
+    import tensorflow as tf
+
+    [model] = Path(tiny_run.where["pipeline_root"], "Trainer", "model").iterdir()
+    [examples] = Path(tiny_run.where["pipeline_root"], "CsvExampleGen", "examples").iterdir()
+    files = examples_io.split_files(str(examples), "eval")
+    signature = tf.saved_model.load(str(model / "Format-Serving")).signatures["serve_tf_examples"]
+    batches = list(scoring._eval_batches(files, 8))
+    in_file_order = np.concatenate(
+        [signature(examples=r)["classes"].numpy() for r, _, _ in batches]
+    )
+    records = tf.concat([r for r, _, _ in batches], 0)
+    lengths = [
+        len(tf.train.Example.FromString(r).features.feature["profile"].bytes_list.value[0].split())
+        for r in records.numpy()
+    ]
+    assert len(set(lengths)) > 3  # the order does change
+    visitors, targets, lists = scoring.recommend(str(model / "Format-Serving"), files, batch_size=8)
+    np.testing.assert_array_equal(lists, in_file_order)
+    np.testing.assert_array_equal(visitors, np.concatenate([v for _, v, _ in batches]))
+    np.testing.assert_array_equal(targets, np.concatenate([t for _, _, t in batches]))

@@ -11,7 +11,9 @@ uses two of its signatures, so the Transform graph and the towers are not rebuil
 score(user, item) = query . item_vector + the summed repeat bonus of the item's history positions,
 as the brute-force model computes it. A request is answered by
 
-1. retrieving the K + N best rows by dot product from the index;
+1. retrieving the K + W best rows by dot product from the index, W the batch's history width:
+   its last filled position (at most N, the history length; `trim_history`). At most W of them
+   are history items, so at least K are not, and no other item outside them scores more;
 2. adding the history rows to those candidates, each distinct row once;
 3. scoring every candidate exactly (query . vector + its repeat bonus), so the scores are the
    brute-force model's and not the index's quantised ones (`merge_candidates`);
@@ -28,7 +30,7 @@ brute-force model has it, ``serving_filtered`` (``exclude``, ``available_only``;
 ``available`` comes from the ``catalogue`` signature).
 
 ``serving_filtered`` asks the index for more candidates, since excluded and unavailable ones are
-dropped after the search: C = serving_default's candidates (max(K, eval K) + N) + E (E: the
+dropped after the search: C = serving_default's candidates (max(K, eval K) + W) + E (E: the
 batch's largest number of excluded ids), times M / (available items) when a request of the batch
 sets ``available_only``; a batch with no exclusion searches as ``serving_default`` does and gets
 its lists. While some request of the batch has fewer than K eligible candidates (the index found
@@ -129,7 +131,10 @@ class ScannServingModule(tf.Module):
         bf_k = int(serve.structured_outputs[serving.OUTPUT_ITEM_IDS].shape[1])
         self.k = bf_k if k is None else min(int(k), self.n_items)
         self.eval_k = int(evaluate.structured_outputs[serving.OUTPUT_CLASSES].shape[1])
-        self.n_candidates = min(max(self.k, self.eval_k) + self.history_length, self.n_items)
+        # The index's candidates for the longest history (``served_config``'s reordering covers
+        # them); a batch asks for max(K, eval K) + its own history width (`_search`).
+        self.base_candidates = max(self.k, self.eval_k)
+        self.n_candidates = min(self.base_candidates + self.history_length, self.n_items)
         self.config = served_config(config, self.n_candidates)
         scann_ops = _scann_ops()
         text = index.scann_config(vectors, self.config, self.n_candidates, scann_ops)
@@ -189,9 +194,15 @@ class ScannServingModule(tf.Module):
     def _search_until_full(self, query, history_rows, repeat_bonus, excluded, only, keep):
         """The K best eligible candidates; more candidates and leaves until K are eligible."""
         k, n_items = self.k, self.n_items
+        history_rows, repeat_bonus, width = trim_history(
+            history_rows, repeat_bonus, self._least_width(k)
+        )
         # serving_default's search plus one candidate per excluded item: with no exclusion it is
         # the same search, so the same list.
-        wanted = self.n_candidates + tf.shape(excluded, out_type=tf.int64)[1]
+        wanted = (
+            tf.cast(self.base_candidates + width, tf.int64)
+            + tf.shape(excluded, out_type=tf.int64)[1]
+        )
         # Unavailable items are dropped after the search: ask for M / available times as many.
         n_available = max(self.n_available, 1)
         scaled = (wanted * n_items + n_available - 1) // n_available
@@ -231,17 +242,29 @@ class ScannServingModule(tf.Module):
     # ---- the search
     def _search_request(self, request, k: int):
         out = self.brute_force.signatures[serving.QUERY_SIGNATURE](**request)
-        return self._search(out["query"], out["history_rows"], out["repeat_bonus"], k)
+        history_rows, repeat_bonus, width = trim_history(
+            out["history_rows"], out["repeat_bonus"], self._least_width(k)
+        )
+        size = tf.minimum(self.base_candidates + width, self.n_items)
+        return self._search(out["query"], history_rows, repeat_bonus, k, size)
 
-    def _search(self, query, history_rows, repeat_bonus, k: int, size=None, leaves=None, keep=None):
-        """``merge_candidates`` of ``size`` index results (default ``n_candidates``).
+    def _least_width(self, k: int) -> int:
+        """The narrowest history the merge may get: candidates + history hold at least the
+        min(k, M + N) columns the lists have whatever the batch (only a catalogue smaller than
+        k needs more than 1)."""
+        least = min(k, self.n_items + self.history_length) - min(self.base_candidates, self.n_items)
+        return min(self.history_length, max(1, least))
+
+    def _search(self, query, history_rows, repeat_bonus, k: int, size, leaves=None, keep=None):
+        """``merge_candidates`` of ``size`` index results and the history (trimmed by the caller).
 
         ``leaves``: leaves searched (default the configuration's); ``keep``: eligibility of rows.
         """
         scann_ops = _scann_ops()
         searcher = scann_ops.searcher_from_module(self.searcher)
-        if size is None:
-            found = searcher.search_batched_parallel(query, final_num_neighbors=self.n_candidates)
+        k = min(k, self.n_items + self.history_length)
+        if leaves is None:
+            found = searcher.search_batched_parallel(query, final_num_neighbors=size)
         else:
             # Exact re-scoring of at least every returned candidate, as served_config sets it.
             reorder = int(self.config["reorder"])
@@ -323,6 +346,22 @@ def query_vectors(
         for at in range(0, len(sampled), batch_size)
     ]
     return np.concatenate(parts).astype(np.float32), first
+
+
+def trim_history(history_rows, repeat_bonus, least: int = 1):
+    """The history cut after the batch's last filled position: (rows, bonus, width W).
+
+    The query signature pads every profile to N positions (500 by default), but at RetailRocket
+    scale a profile holds 5 items at the median: merging N columns per request, and asking the
+    index for N more candidates, cost most of the ScaNN model's time. The columns cut hold no
+    row (-1) in any request, so the lists are the same. W is at least ``least`` (and at most N).
+    """
+    n = tf.shape(history_rows)[1]
+    filled = tf.where(
+        history_rows >= 0, tf.range(1, n + 1)[None, :], tf.zeros_like(history_rows, tf.int32)
+    )
+    width = tf.minimum(tf.maximum(tf.reduce_max(filled), least), n)
+    return history_rows[:, :width], repeat_bonus[:, :width], width
 
 
 def merge_candidates(

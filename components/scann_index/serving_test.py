@@ -213,6 +213,37 @@ def test_exact_index_serves_the_brute_force_lists(toy):
     )
 
 
+def test_a_request_gets_the_same_list_alone_as_in_a_batch(toy):
+    # The history is cut to the batch's widest and the index asked for K + that width
+    # (`trim_history`): alone (a new visitor's request has no history at all) or beside the
+    # longest history, a request gets the same list. (An exact index: ScaNN's batched
+    # asymmetric-hashing search can differ with the batch's other queries, trimmed or not.)
+    scann_model = scann_serving.load(toy["exact_dir"])
+    requests = toy["requests"]
+    widths = np.array([len(h.split()) for h in requests[F.HISTORY]])
+    assert widths.min() == 0 and widths.max() > 1
+    batch_ids, batch_scores = _call(scann_model, requests)
+    for b in range(len(widths)):
+        alone = {name: values[b : b + 1] for name, values in requests.items()}
+        ids, scores = _call(scann_model, alone)
+        np.testing.assert_array_equal(ids[0], batch_ids[b])
+        np.testing.assert_allclose(scores[0], batch_scores[b], rtol=1e-6, atol=1e-6)
+
+
+def test_trim_history_cuts_after_the_last_filled_position_of_the_batch():
+    rows = tf.constant([[4, -1, 7, -1, -1, -1], [-1, 2, -1, -1, -1, -1]], tf.int64)
+    bonus = tf.reshape(tf.range(12, dtype=tf.float32), [2, 6])
+    cut_rows, cut_bonus, width = scann_serving.trim_history(rows, bonus)
+    assert int(width) == 3
+    np.testing.assert_array_equal(cut_rows.numpy(), rows.numpy()[:, :3])
+    np.testing.assert_array_equal(cut_bonus.numpy(), bonus.numpy()[:, :3])
+    # Nothing filled: the least width asked for (at most the history's).
+    empty = -tf.ones([2, 6], tf.int64)
+    assert int(scann_serving.trim_history(empty, bonus)[2]) == 1
+    assert int(scann_serving.trim_history(empty, bonus, least=4)[2]) == 4
+    assert int(scann_serving.trim_history(empty, bonus, least=9)[2]) == 6
+
+
 def test_save_load_round_trip_returns_the_same_lists(toy):
     # The in-memory module (before saving) and the SavedModel (saved with the Scann namespace
     # whitelisted, loaded back) give equal ids and scores for an approximate (tree + AH) index.
