@@ -53,7 +53,7 @@ def read_columns(
     }
 
     def read_file(path: str) -> dict[str, list[np.ndarray]]:
-        dataset = (
+        dataset = C.without_autotune(
             tf.data.TFRecordDataset(path, compression_type="GZIP")
             .batch(_BATCH)
             .map(lambda records: tf.io.parse_example(records, spec))
@@ -86,6 +86,7 @@ def count_file_records(files: list[str]) -> int:
 
     def count(path: str) -> int:
         dataset = tf.data.TFRecordDataset(path, compression_type="GZIP", buffer_size=1 << 22)
-        return int(dataset.batch(_BATCH).reduce(np.int64(0), lambda n, b: n + tf.size(b, tf.int64)))
+        dataset = C.without_autotune(dataset.batch(_BATCH))
+        return int(dataset.reduce(np.int64(0), lambda n, b: n + tf.size(b, tf.int64)))
 
     return sum(C.map_files(list(files), count))

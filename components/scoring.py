@@ -88,8 +88,10 @@ def _eval_batches(eval_files: list[str], batch_size: int, query_time_ms: int | N
         F.VISITOR_ID: tf.io.FixedLenFeature([], tf.int64),
         F.ITEM_ID: tf.io.FixedLenFeature([], tf.int64),
     }
+    from modules import columns as C  # imports TensorFlow
+
     dataset = tf.data.TFRecordDataset(eval_files, compression_type="GZIP").batch(batch_size)
-    for records in dataset:
+    for records in C.without_autotune(dataset):
         parsed = tf.io.parse_example(records, spec)
         if query_time_ms is not None:
             records = tf.constant([_at_time(r, query_time_ms) for r in records.numpy()])

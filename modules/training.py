@@ -482,7 +482,7 @@ def _batches(examples: dict[str, Any], batch_size: int, seed: int):
         name: values if isinstance(values, tf.RaggedTensor) else tf.constant(values)
         for name, values in examples.items()
     }
-    return (
+    return C.without_autotune(
         tf.data.Dataset.range(n)
         .shuffle(n, seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size, drop_remainder=True)

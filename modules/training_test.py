@@ -178,3 +178,5 @@ def test_batches_are_those_of_shuffling_the_examples_themselves():
                     x, y = x.to_tensor(), y.to_tensor()
                 assert x.dtype == y.dtype and np.array_equal(x.numpy(), y.numpy()), name
     assert not np.array_equal(got[0][0][T.ITEM_INDEX], got[1][0][T.ITEM_INDEX])  # reshuffled
+    # No autotuning thread to wait for when an epoch's iterator goes (`columns.without_autotune`).
+    assert training._batches(examples, 64, seed=3).options().autotune.enabled is False

@@ -56,7 +56,7 @@ import tensorflow as tf
 
 from components import examples_io
 from components.scann_index import index
-from modules import constants, serving
+from modules import columns, constants, serving
 
 SAVE_OPTIONS_NAMESPACES = ["Scann"]
 
@@ -334,7 +334,7 @@ def query_vectors(
     # Only the sampled queries go through the user tower (at RetailRocket scale 2,000 of 207,677).
     sampled, first, start = [], [], 0
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
-    for batch in dataset.as_numpy_iterator():
+    for batch in columns.without_autotune(dataset).as_numpy_iterator():
         rows = pick[(pick >= start) & (pick < start + len(batch))] - start
         sampled.extend(batch[rows].tolist())
         first.extend(batch[: max_queries - len(first)].tolist())
