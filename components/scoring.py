@@ -58,7 +58,8 @@ def _lists_by_profile_length(signature, records, batch_size: int) -> np.ndarray:
     The ScaNN model's search and merge grow with a batch's longest profile
     (``components.scann_index.serving.trim_history``): at RetailRocket scale a profile holds 5
     items at the median and 500 at most, and in file order nearly every batch of 512 held one of
-    500. A query's list does not depend on the other queries of its batch.
+    500. With an exact index the lists are those of file-order batches; ScaNN's batched
+    asymmetric-hashing search may give a query another list beside other queries, in any order.
     """
     import tensorflow as tf
 
