@@ -43,35 +43,42 @@ class BatchedTFXIO:
 
 
 @contextlib.contextmanager
-def _batched_split_reads(rows: int) -> Iterator[None]:
-    """Within the block, the StatisticsGen executor's TFXIOs are `BatchedTFXIO`s.
+def _swapped(module: Any, name: str, value: Any) -> Iterator[None]:
+    """``module.name`` is ``value`` within the block, and what it was again after it.
 
-    TFX's ``Do`` takes each split's TFXIO from ``tfxio_utils.get_split_tfxio`` and calls
-    ``BeamSource()`` inline, with no hook between; the executor's module reference is swapped for
-    the block only (LocalDagRunner and Vertex run one executor per process at a time).
+    TFX's ``Do`` methods pick their reader inline (the StatisticsGen executor's
+    ``tfxio_utils.get_split_tfxio(...).BeamSource()``, the Transform executor's
+    ``TransformProcessor()``), with no hook between; the executor module's reference is swapped
+    for the ``Do`` only (LocalDagRunner and Vertex run one executor per process at a time).
     """
-    original = statistics_gen_executor.tfxio_utils
-
-    class _Utils:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(original, name)
-
-        @staticmethod
-        def get_split_tfxio(*args, **kwargs):
-            return BatchedTFXIO(original.get_split_tfxio(*args, **kwargs), rows)
-
-    statistics_gen_executor.tfxio_utils = _Utils()
+    original = getattr(module, name)
+    setattr(module, name, value)
     try:
         yield
     finally:
-        statistics_gen_executor.tfxio_utils = original
+        setattr(module, name, original)
+
+
+class _BatchedTFXIOUtils:
+    """``tfxio_utils`` whose ``get_split_tfxio`` returns `BatchedTFXIO`s."""
+
+    def __init__(self, utils: Any, rows: int):
+        self._utils = utils
+        self._rows = rows
+
+    def get_split_tfxio(self, *args, **kwargs) -> BatchedTFXIO:
+        return BatchedTFXIO(self._utils.get_split_tfxio(*args, **kwargs), self._rows)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._utils, name)
 
 
 class StatisticsGenExecutor(statistics_gen_executor.Executor):
     """TFX's StatisticsGen executor reading each split in batches of `READ_BATCH_ROWS`."""
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802 (TFX's interface)
-        with _batched_split_reads(READ_BATCH_ROWS):
+        utils = _BatchedTFXIOUtils(statistics_gen_executor.tfxio_utils, READ_BATCH_ROWS)
+        with _swapped(statistics_gen_executor, "tfxio_utils", utils):
             super().Do(input_dict, output_dict, exec_properties)
 
 
@@ -88,15 +95,9 @@ class _BatchedTransformProcessor(transform_executor.TransformProcessor):
 class TransformExecutor(transform_executor.Executor):
     """TFX's Transform executor reading in batches of `READ_BATCH_ROWS`.
 
-    TFX's ``Do`` runs ``TransformProcessor().Transform(...)`` inline; the executor module's
-    reference is swapped for `_BatchedTransformProcessor` during ``Do`` only (see
-    `_batched_split_reads`).
+    TFX's ``Do`` runs ``TransformProcessor().Transform(...)`` inline (see `_swapped`).
     """
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802 (TFX's interface)
-        original = transform_executor.TransformProcessor
-        transform_executor.TransformProcessor = _BatchedTransformProcessor
-        try:
+        with _swapped(transform_executor, "TransformProcessor", _BatchedTransformProcessor):
             super().Do(input_dict, output_dict, exec_properties)
-        finally:
-            transform_executor.TransformProcessor = original
