@@ -158,8 +158,12 @@ class ServingModule(tf.Module):
         """REST-shaped [B] tensors -> the structure the transform graph expects."""
         return {name: _as_spec(request[name], feature) for name, feature in self._raw_spec.items()}
 
+    # The signatures are traced without AutoGraph: their Python branches are on feature specs and
+    # settings, never on tensors, so AutoGraph would rewrite the source of every layer they call
+    # into the same graph, at the cost of seconds per signature when the Trainer saves the model.
     @tf.function(
-        input_signature=[{n: tf.TensorSpec([None], d, name=n) for n, d in REQUEST_COLUMNS.items()}]
+        input_signature=[{n: tf.TensorSpec([None], d, name=n) for n, d in REQUEST_COLUMNS.items()}],
+        autograph=False,
     )
     def serve(self, request):
         """serving_default: top-K raw item ids and scores for raw user features."""
@@ -169,14 +173,17 @@ class ServingModule(tf.Module):
     @tf.function(
         input_signature=[
             {n: tf.TensorSpec([None], d, name=n) for n, d in FILTERED_REQUEST_COLUMNS.items()}
-        ]
+        ],
+        autograph=False,
     )
     def serve_filtered(self, request):
         """serving_filtered: serving_default without the excluded (and unavailable) items."""
         ids, scores = self._top_filtered(request, self._top_k)
         return {OUTPUT_ITEM_IDS: ids, OUTPUT_SCORES: scores}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False
+    )
     def serve_examples(self, examples):
         """Evaluator signature: serialized tf.Examples -> top ``classes`` and ``scores``."""
         raw = tf.io.parse_example(examples, self._raw_spec)
@@ -184,14 +191,15 @@ class ServingModule(tf.Module):
         return {OUTPUT_CLASSES: ids, OUTPUT_SCORES: scores}
 
     @tf.function(
-        input_signature=[{n: tf.TensorSpec([None], d, name=n) for n, d in REQUEST_COLUMNS.items()}]
+        input_signature=[{n: tf.TensorSpec([None], d, name=n) for n, d in REQUEST_COLUMNS.items()}],
+        autograph=False,
     )
     def user_vectors(self, request):
         """Query vectors, history catalogue rows and repeat bonuses (for an ANN index)."""
         query, rows, bonus = self._query(self.raw_from_request(request))
         return {"query": query, "history_rows": rows, "repeat_bonus": bonus}
 
-    @tf.function(input_signature=[])
+    @tf.function(input_signature=[], autograph=False)
     def catalogue(self):
         """The catalogue's raw ids and candidate vectors."""
         return {
