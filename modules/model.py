@@ -508,8 +508,8 @@ class TwoTowerModel(tfrs.Model):
     # The towers, the repeat term and the history loss are plain TF ops under Python conditions on
     # settings, never on tensors: AutoGraph would only rewrite their source (and every Keras layer
     # and helper they call) into the same graph. Left unconverted, the fit's first step came 5.6 s
-    # sooner at RetailRocket scale, with the same losses (docs/benchmarks.md). The retrieval task
-    # (TFRS's ``Retrieval.call`` needs AutoGraph) stays converted.
+    # sooner (on a quarter of a RetailRocket train file), with the same losses (docs/benchmarks.md).
+    # The retrieval task (TFRS's ``Retrieval.call`` needs AutoGraph) stays converted.
     @tf.autograph.experimental.do_not_convert
     def user_vectors(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """[B, dim + 1] query vectors."""
