@@ -90,6 +90,33 @@ class Inputs:
     item_columns: dict[str, Any]
     tft_output: Any
     checks: list[dict]
+    source: tuple = ()
+
+
+# LocalDagRunner runs the Tuner and then the Trainer in the one process that runs the pipeline, on
+# the same examples and transform graph. The Tuner hands its read over (`hand_over`) and the
+# Trainer takes it instead of reading the same files again (36 s of the Trainer's 184 s at
+# RetailRocket scale). Under any other runner (Vertex, Kubeflow) each component is its own
+# process and nothing is handed over. At most one read is held, and only until the next
+# `read_inputs`.
+_HANDED_OVER: dict[str, Any] = {}
+
+
+def hand_over(inputs: Inputs) -> None:
+    """Keeps ``inputs``' columns for the next `read_inputs` of the very same files (the Trainer)."""
+    _HANDED_OVER.clear()
+    if inputs.source:
+        _HANDED_OVER["inputs"] = (inputs.source, inputs.train_columns, inputs.item_columns)
+
+
+def _source(file_patterns: list[str], transform_dir: str) -> tuple:
+    """What a read depends on: every file matched (path, size, modification time) and the graph."""
+    files = []
+    for pattern in file_patterns:
+        for path in sorted(tf.io.gfile.glob(pattern)):
+            stat = tf.io.gfile.stat(path)
+            files.append((path, int(stat.length), int(stat.mtime_nsec)))
+    return (tuple(files), os.path.abspath(transform_dir))
 
 
 def read_inputs(fn_args: Any, component: str = "Trainer") -> Inputs:
@@ -111,26 +138,42 @@ def read_inputs(fn_args: Any, component: str = "Trainer") -> Inputs:
     transform_dir = getattr(fn_args, "transform_graph_path", None) or fn_args.transform_output
     tft_output = tft.TFTransformOutput(transform_dir)
     spec = tft_output.raw_feature_spec()
-
-    started = time.perf_counter()
-    train_columns = columns.read_example_columns(fn_args.train_files, spec)
-    _check_raw(train_columns, fn_args.train_files, component)
-    # Sorted here, the shard-ordered copy is freed before training (`training.train` sorts too).
-    train_columns = examples.canonical_order(train_columns)
     items_files = split_patterns(list(fn_args.train_files), F.ITEMS_SPLIT)
-    if not any(tf.io.gfile.glob(pattern) for pattern in items_files):
-        raise FileNotFoundError(
-            f"{items_files}: no '{F.ITEMS_SPLIT}' split next to the train split; give the "
-            f"{component} the ExampleGen artifact with splits {F.TRAIN_SPLIT}, {F.EVAL_SPLIT}, "
-            f"{F.ITEMS_SPLIT}"
+    source = _source([*fn_args.train_files, *items_files], transform_dir)
+    kept = _HANDED_OVER.pop("inputs", None)
+    if kept is not None and kept[0] == source:
+        _, train_columns, item_columns = kept
+        logger.info(
+            "%s took the read handed over by the previous reader of the same files: %d train "
+            "rows, %d catalogue items",
+            component,
+            train_columns[F.ITEM_ID].size,
+            item_columns[F.ITEM_ID].size,
         )
-    item_names = [name for name in spec if name in set(T.RAW_ITEM_COLUMNS)] + T.numeric_columns(
-        spec
-    )
-    item_columns = columns.read_example_columns(items_files, spec, item_names)
+    else:
+        del kept
+        started = time.perf_counter()
+        train_columns = columns.read_example_columns(fn_args.train_files, spec)
+        _check_raw(train_columns, fn_args.train_files, component)
+        # Sorted here, the shard-ordered copy is freed before training (`training.train` sorts
+        # too).
+        train_columns = examples.canonical_order(train_columns)
+        if not any(tf.io.gfile.glob(pattern) for pattern in items_files):
+            raise FileNotFoundError(
+                f"{items_files}: no '{F.ITEMS_SPLIT}' split next to the train split; give the "
+                f"{component} the ExampleGen artifact with splits {F.TRAIN_SPLIT}, "
+                f"{F.EVAL_SPLIT}, {F.ITEMS_SPLIT}"
+            )
+        item_names = [name for name in spec if name in set(T.RAW_ITEM_COLUMNS)] + T.numeric_columns(
+            spec
+        )
+        item_columns = columns.read_example_columns(items_files, spec, item_names)
+        logger.info("%s read the examples in %.1f s", component, time.perf_counter() - started)
+    # Read-only: a reader that changed them in place would change what the next one is handed.
+    for values in (*train_columns.values(), *item_columns.values()):
+        values.flags.writeable = False
     checks = _count_checks(train_columns, item_columns, tft_output, component)
-    logger.info("%s read the examples in %.1f s", component, time.perf_counter() - started)
-    return Inputs(train_columns, item_columns, tft_output, checks)
+    return Inputs(train_columns, item_columns, tft_output, checks, source)
 
 
 def merged_config(

@@ -248,7 +248,11 @@ class TwoTowerTuner(keras_tuner.engine.base_tuner.BaseTuner):
         }
 
     def on_search_end(self) -> None:
-        """Releases the examples: only the oracle's records are needed after the search."""
+        """Hands the examples over to the Trainer (`trainer_module.hand_over`: when it runs in
+        this process, it takes them instead of reading the same files again); only the oracle's
+        records are needed here after the search."""
+        if self._inputs is not None:
+            trainer_module.hand_over(self._inputs)
         self._inputs = None
         memory.release()
         super().on_search_end()

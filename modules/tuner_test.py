@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -147,11 +148,12 @@ def test_two_trials_first_the_defaults_best_on_the_window(tuned):
     assert sorted(r["score"] for r in results) == sorted(recalls)
 
 
-def test_run_fn_trains_the_tuned_settings(artifacts, tuned, tmp_path):
+def test_run_fn_trains_the_tuned_settings(artifacts, tuned, tmp_path, caplog):
     from tfx.components.trainer import fn_args_utils
 
     root, inputs = artifacts
     config, _ = tuned
+    caplog.set_level(logging.INFO, logger="modules.trainer")
     fn_args = fn_args_utils.FnArgs(
         train_files=[str(root / "Examples" / f"Split-{F.TRAIN_SPLIT}" / "*")],
         transform_graph_path=str(root / "transform"),
@@ -161,6 +163,8 @@ def test_run_fn_trains_the_tuned_settings(artifacts, tuned, tmp_path):
         hyperparameters=config,  # as TFX's Trainer executor reads the artifact's file
     )
     trainer.run_fn(fn_args)
+    # In one process (LocalDagRunner) the Trainer takes the Tuner's read of the same files.
+    assert "Trainer took the read handed over" in caplog.text
     summary = json.loads((tmp_path / "run" / trainer.SUMMARY_FILE).read_text())
     assert summary["hyperparameters"] == config["values"]
     for key, value in config["values"].items():
@@ -231,3 +235,36 @@ def test_the_same_seed_draws_the_same_settings_in_every_run():
     }
     assert draws[0][0] == draws[0][1] and draws[1][0] == draws[1][1]
     assert draws[0][0] != draws[1][0]
+
+
+def test_a_read_is_handed_over_once_and_only_for_the_same_files(artifacts):
+    from tfx.components.trainer import fn_args_utils
+
+    root, _ = artifacts
+    fn_args = fn_args_utils.FnArgs(
+        train_files=[str(root / "Examples" / f"Split-{F.TRAIN_SPLIT}" / "*")],
+        transform_graph_path=str(root / "transform"),
+    )
+    first = trainer.read_inputs(fn_args, component="Tuner")
+    assert not first.train_columns[F.ITEM_ID].flags.writeable  # nobody changes what is handed on
+    trainer.hand_over(first)
+    taken = trainer.read_inputs(fn_args)
+    assert taken.train_columns is first.train_columns
+    assert taken.item_columns is first.item_columns
+    assert taken.checks[1]["component"] == "Trainer"
+    # Taken once: the next reader reads the files again, and finds the same rows.
+    again = trainer.read_inputs(fn_args)
+    assert again.train_columns is not first.train_columns
+    for name, values in first.train_columns.items():
+        floats = values.dtype.kind == "f"
+        assert np.array_equal(again.train_columns[name], values, equal_nan=floats), name
+    # Files that changed since (another size or time) are read again.
+    trainer.hand_over(again)
+    shard = next((root / "Examples" / f"Split-{F.ITEMS_SPLIT}").iterdir())
+    stat = shard.stat()
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    try:
+        fresh = trainer.read_inputs(fn_args)
+    finally:
+        os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fresh.train_columns is not again.train_columns
