@@ -124,6 +124,36 @@ def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
+# One read kept for the next reader of the very same files in this process (`hand_over`). It
+# lives here, not in the reader's module: TFX's Trainer and Tuner executors reload the module of
+# their run_fn / tuner_fn (``tfx.utils.import_utils.import_func_from_module``), which would empty it.
+_HANDED_OVER: dict[str, Any] = {}
+
+
+def files_source(file_patterns: Iterable[str]) -> tuple:
+    """What a read of ``file_patterns`` depends on: every matched file's path, size and time."""
+    files = []
+    for pattern in file_patterns:
+        for path in sorted(tf.io.gfile.glob(pattern)):
+            stat = tf.io.gfile.stat(path)
+            files.append((path, int(stat.length), int(stat.mtime_nsec)))
+    return tuple(files)
+
+
+def hand_over(source: tuple, value: Any) -> None:
+    """Keeps ``value`` (what was read from ``source``) for `take_handed_over`; at most one value
+    is kept, and only until the next `take_handed_over`."""
+    _HANDED_OVER.clear()
+    if source:
+        _HANDED_OVER["read"] = (source, value)
+
+
+def take_handed_over(source: tuple) -> Any:
+    """The value handed over for exactly ``source``, or None; nothing is kept afterwards."""
+    kept = _HANDED_OVER.pop("read", None)
+    return kept[1] if kept is not None and kept[0] == source else None
+
+
 def read_example_columns(
     file_patterns: Iterable[str],
     raw_feature_spec: dict[str, Any],

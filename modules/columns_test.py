@@ -102,3 +102,17 @@ def test_without_autotune_keeps_the_elements_and_drops_the_tuning_thread():
         [12, 14, 16],
         [18],
     ]
+
+
+def test_a_handed_over_value_is_taken_once_and_only_for_the_same_files(tmp_path):
+    shard = tmp_path / "part-0.gz"
+    shard.write_bytes(b"rows")
+    source = C.files_source([str(tmp_path / "*")])
+    assert source == ((str(shard), 4, source[0][2]),)
+    C.hand_over(source, "columns")
+    assert C.take_handed_over(source) == "columns"
+    assert C.take_handed_over(source) is None  # taken once
+    C.hand_over(source, "columns")
+    shard.write_bytes(b"other rows")  # another size and time: another source
+    assert C.take_handed_over(C.files_source([str(tmp_path / "*")])) is None
+    assert C.take_handed_over(source) is None  # a miss drops what was kept
