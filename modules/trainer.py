@@ -140,7 +140,6 @@ def read_inputs(fn_args: Any, component: str = "Trainer") -> Inputs:
             item_columns[F.ITEM_ID].size,
         )
     else:
-        del kept
         started = time.perf_counter()
         train_columns = columns.read_example_columns(fn_args.train_files, spec)
         _check_raw(train_columns, fn_args.train_files, component)
