@@ -193,12 +193,91 @@ class Trained:
     validation: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass
+class _Prepared:
+    """What `train` derives from its inputs before any fit: the canonical train columns, the
+    pseudo-cutoff examples, the validation window and the transformed catalogue."""
+
+    train_columns: dict[str, np.ndarray]
+    raw: dict[str, np.ndarray]
+    window: Any
+    items: Any
+
+
+# The preparation of the last `train(..., keep=True)` call, for the next `train` of the very same
+# columns (the same objects), transform graph and example settings. Under LocalDagRunner the Tuner's
+# trial keeps it and the Trainer, handed the Tuner's columns (``modules.trainer.read_inputs``),
+# takes it: at RetailRocket scale the preparation took the Trainer 15-20 s. One is kept at most,
+# and every `train` call takes it away, so a trial never holds two. It lives here, not in the
+# Tuner's or the Trainer's module, which TFX reloads (``modules.columns``).
+_KEPT: dict[str, Any] = {}
+
+
+def _preparation_key(train_columns, item_columns, tft_output, cfg: dict[str, Any]) -> tuple:
+    return (
+        id(train_columns),
+        id(item_columns),
+        str(getattr(tft_output, "transform_savedmodel_dir", "")),
+        float(cfg["horizon_days"]),
+        int(cfg["examples_per_event"]),
+        int(cfg["seed"]),
+        float(cfg["validation_days"]),
+    )
+
+
+def _take_kept(train_columns, item_columns, tft_output, cfg) -> _Prepared | None:
+    """The preparation kept for exactly these inputs (`_KEPT`), or None; nothing stays kept."""
+    kept = _KEPT.pop("prepared", None)
+    if (
+        kept is not None
+        and kept[1][0] is train_columns
+        and kept[1][1] is item_columns
+        and kept[0] == _preparation_key(train_columns, item_columns, tft_output, cfg)
+    ):
+        progress.report("took the examples and catalogue prepared by the previous fit")
+        return kept[2]
+    return None
+
+
+def _examples(train_columns, cfg: dict[str, Any]) -> _Prepared:
+    """The canonical train columns, pseudo-cutoff examples and validation window (no catalogue).
+
+    Raises:
+      ValueError: no training example could be built.
+    """
+    train_columns = E.canonical_order(train_columns)
+    ordered = E.ordered_states(train_columns)
+    raw = E.pseudo_cutoff_examples(
+        train_columns,
+        float(cfg["horizon_days"]),
+        int(cfg["examples_per_event"]),
+        int(cfg["seed"]),
+        ordered,
+    )
+    if len(raw[F.ITEM_ID]) == 0:
+        raise ValueError(
+            "no training example: no visitor has an event within "
+            f"{cfg['horizon_days']} days after an earlier event"
+        )
+    window = E.validation_window(train_columns, float(cfg["validation_days"]), ordered)
+    return _Prepared(train_columns, raw, window, None)
+
+
+def _keep(train_columns, item_columns, tft_output, cfg, prepared: _Prepared) -> None:
+    """Keeps ``prepared`` for the next `train` of the same inputs, its examples read-only."""
+    for column in prepared.raw.values():
+        column.flags.writeable = False
+    key = _preparation_key(train_columns, item_columns, tft_output, cfg)
+    _KEPT["prepared"] = (key, (train_columns, item_columns), prepared)
+
+
 def train(
     train_columns: dict[str, np.ndarray],
     item_columns: dict[str, np.ndarray],
     tft_output: Any,
     custom_config: dict[str, Any] | None = None,
     log_every_epoch: bool = True,
+    keep: bool = False,
 ) -> Trained:
     """Trains the two-tower model, choosing its epochs and repeat boost on the validation window.
 
@@ -208,6 +287,8 @@ def train(
       tft_output: the ``TFTransformOutput`` of `modules.transform.preprocessing_fn`.
       custom_config: overrides of `settings`.
       log_every_epoch: log the losses and validation figures.
+      keep: keep the preparation (examples, window, catalogue) for the next `train` of the very
+        same column objects, graph and example settings (the Tuner's trials; `_KEPT`).
 
     Returns:
       The trained model and its catalogue.
@@ -223,19 +304,10 @@ def train(
 
     cfg = settings(custom_config)
     seed = int(cfg["seed"])
-    train_columns = E.canonical_order(train_columns)
-    ordered = E.ordered_states(train_columns)
-    raw = E.pseudo_cutoff_examples(
-        train_columns, float(cfg["horizon_days"]), int(cfg["examples_per_event"]), seed, ordered
+    given_columns = (train_columns, item_columns)
+    prepared = _take_kept(train_columns, item_columns, tft_output, cfg) or _examples(
+        train_columns, cfg
     )
-    n_examples = len(raw[F.ITEM_ID])
-    if n_examples == 0:
-        raise ValueError(
-            "no training example: no visitor has an event within "
-            f"{cfg['horizon_days']} days after an earlier event"
-        )
-    window = E.validation_window(train_columns, float(cfg["validation_days"]), ordered)
-    del ordered
     spec = tft_output.raw_feature_spec()
     layer = tft_output.transform_features_layer()
     sizes = sizes_from(tft_output)
@@ -244,7 +316,15 @@ def train(
             "use_visitor is on but the transform graph has no visitor vocabulary: Transform "
             "builds it only when its custom_config has use_visitor true too (modules.transform)"
         )
-    items = Cat.prepare_catalogue(layer, item_columns, spec, sizes)
+    if prepared.items is None:
+        prepared.items = Cat.prepare_catalogue(layer, item_columns, spec, sizes)
+    train_columns, raw, window, items = (
+        prepared.train_columns,
+        prepared.raw,
+        prepared.window,
+        prepared.items,
+    )
+    n_examples = len(raw[F.ITEM_ID])
     lap("catalogue")
     fit_rows = E.fit_mask(raw, window)
     summary: dict[str, Any] = {
@@ -377,6 +457,9 @@ def train(
     vectors = Cat.item_vectors(model, items)
     lap("item_vectors")
     logger.info("two-tower training phases (s): %s", phases)
+    if keep:
+        _keep(*given_columns, tft_output, cfg, prepared)
+    del prepared
     return Trained(
         model=model,
         catalogue_ids=items.ids,

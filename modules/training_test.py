@@ -111,6 +111,34 @@ def test_epochs_and_boost_chosen_by_the_tuner_skip_the_validated_fit(tiny, caplo
     ).validation["validated"]
 
 
+def test_a_kept_preparation_is_taken_once_and_only_by_the_same_inputs(tiny, monkeypatch):
+    """The Tuner's trial keeps its examples, window and catalogue; the next `train` of the very
+    same column objects and example settings (the Trainer, in one process) takes them."""
+    train, items, tft_output = tiny
+    cfg = {**SETTINGS, "epochs": 1, "validation_min_queries": 10, "refit": False}
+    training._KEPT.clear()
+    first = training.train(train, items, tft_output, cfg, keep=True)
+    prepared = []
+    real = E.pseudo_cutoff_examples
+    monkeypatch.setattr(
+        E, "pseudo_cutoff_examples", lambda *a, **k: prepared.append(1) or real(*a, **k)
+    )
+    second = training.train(train, items, tft_output, {**cfg, "learning_rate": 0.01})
+    assert prepared == [] and not training._KEPT  # taken, and nothing kept any more
+    assert second.n_examples == first.n_examples
+    assert second.validation["fit_examples"] == first.validation["fit_examples"]
+    assert second.validation["window_queries"] == first.validation["window_queries"]
+    np.testing.assert_array_equal(second.catalogue_ids, first.catalogue_ids)
+    training.train(train, items, tft_output, cfg, keep=True)  # nothing kept: prepared again
+    assert prepared == [1]
+    assert not next(iter(training._KEPT["prepared"][2].raw.values())).flags.writeable
+    other = {**cfg, "horizon_days": 3.0}  # other examples: prepared again, and kept
+    training.train(train, items, tft_output, other, keep=True)
+    assert prepared == [1, 1]
+    training.train(dict(train), items, tft_output, other)  # other objects (maybe other rows)
+    assert prepared == [1, 1, 1] and not training._KEPT
+
+
 def test_too_small_a_window_falls_back_to_fixed_epochs(tiny, caplog):
     train, items, tft_output = tiny
     with caplog.at_level(logging.WARNING, logger=training.__name__):

@@ -183,6 +183,7 @@ class TwoTowerTuner(keras_tuner.engine.base_tuner.BaseTuner):
                 self._inputs.tft_output,
                 {**self._base, **values, "refit": False},
                 log_every_epoch=False,
+                keep=True,  # for the Trainer, when this trial is the last and the best
             )
         except Exception as err:
             raise keras_tuner.errors.FatalError(

@@ -155,6 +155,7 @@ def test_run_fn_trains_the_tuned_settings(artifacts, tuned, tmp_path, caplog):
     root, inputs = artifacts
     config, _ = tuned
     caplog.set_level(logging.INFO, logger="modules.trainer")
+    caplog.set_level(logging.INFO, logger="retailrec.progress")
     fn_args = fn_args_utils.FnArgs(
         train_files=[str(root / "Examples" / f"Split-{F.TRAIN_SPLIT}" / "*")],
         transform_graph_path=str(root / "transform"),
@@ -166,6 +167,11 @@ def test_run_fn_trains_the_tuned_settings(artifacts, tuned, tmp_path, caplog):
     trainer.run_fn(fn_args)
     # In one process (LocalDagRunner) the Trainer takes the Tuner's read of the same files.
     assert "Trainer took the read handed over" in caplog.text
+    # ... and the preparation (examples, window, catalogue) of the last trial when it built the
+    # same examples (the search's only example setting is horizon_days).
+    last = config[constants.TUNE_LOG_KEY]["trials"][-1]["hyperparameters"]
+    same = last["horizon_days"] == config["values"]["horizon_days"]
+    assert same == ("took the examples and catalogue prepared" in caplog.text)
     summary = json.loads((tmp_path / "run" / trainer.SUMMARY_FILE).read_text())
     assert summary["hyperparameters"] == config["values"]
     for key, value in config["values"].items():

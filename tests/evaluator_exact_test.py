@@ -44,3 +44,23 @@ def test_signature_lists_come_back_in_file_order(tiny_run):
     np.testing.assert_array_equal(lists, in_file_order)
     np.testing.assert_array_equal(visitors, np.concatenate([v for _, v, _ in batches]))
     np.testing.assert_array_equal(targets, np.concatenate([t for _, _, t in batches]))
+
+
+def test_the_scorers_read_of_the_ids_is_handed_to_the_next_scorer(tiny_run):
+    """The ScannIndex's read of the train and eval ids goes to the RetrievalEvaluator, read-only,
+    once; another split (other files) is read from its own files."""
+    from modules import columns
+
+    [examples] = Path(tiny_run.where["pipeline_root"], "CsvExampleGen", "examples").iterdir()
+    columns.hand_over((), None)  # nothing kept from an earlier test
+    first = scoring.read_ids(str(examples), "train", "eval")
+    second = scoring.read_ids(str(examples), "train", "eval")
+    assert all(second[0][name] is column for name, column in first[0].items())
+    assert all(second[1][name] is column for name, column in first[1].items())
+    assert not second[0]["visitorid"].flags.writeable
+    assert second[1]["visitorid"].size == len(
+        examples_io.read_columns(str(examples), "eval", {"visitorid": "int64"})["visitorid"]
+    )
+    other = scoring.read_ids(str(examples), "eval", "eval")
+    assert other[0]["visitorid"] is not first[0]["visitorid"]
+    np.testing.assert_array_equal(other[0]["itemid"], first[1]["itemid"])

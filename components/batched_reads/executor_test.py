@@ -4,10 +4,12 @@ import json
 import re
 
 import apache_beam as beam
+import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from apache_beam.testing.util import assert_that
 from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.components.statistics_gen import executor as stock_statistics_gen
 from tfx.components.util import tfxio_utils
 from tfx.proto import example_gen_pb2
@@ -93,3 +95,57 @@ def test_transform_asks_for_the_batch_size_but_keeps_raw_sequence_examples_at_on
     processor = executor._BatchedTransformProcessor()  # noqa: SLF001
     tf_example = example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE
     assert processor._GetDesiredBatchSize(tf_example, None) == executor.READ_BATCH_ROWS  # noqa: SLF001
+
+
+def _check_source(tfxio, batch_size, n: int, sizes: list[int]) -> None:
+    """``tfxio.BeamSource(batch_size)`` gives records 0..n-1 of `_write_examples` in batches of
+    ``sizes`` (sorted)."""
+    events = [b"view", b"addtocart", b"transaction"]
+    expected = sorted((i % 37, events[i % 3], i * 0.25) for i in range(n))
+
+    def check(batches):
+        assert sorted(b.num_rows for b in batches) == sizes
+        got = sorted(
+            (
+                b.column("item")[r][0].as_py(),
+                b.column("event")[r][0].as_py(),
+                b.column("price")[r][0].as_py(),
+            )
+            for b in batches
+            for r in range(b.num_rows)
+        )
+        assert got == expected
+
+    with beam.Pipeline() as pipeline:
+        batches = pipeline | tfxio.BeamSource(batch_size)
+        assert_that(batches | beam.combiners.ToList(), lambda lists: check(lists[0]))
+
+
+def test_the_tf_data_source_gives_the_records_of_tfxio_in_the_batches_asked(tmp_path):
+    for name, n, offset in (("a.gz", 5000, 0), ("b.gz", 3000, 5000)):
+        _write_examples(tmp_path / name, n, offset)
+    schema = text_format.Parse(
+        'feature { name: "item" type: INT } feature { name: "event" type: BYTES } '
+        'feature { name: "price" type: FLOAT }',
+        schema_pb2.Schema(),
+    )
+    stock = tf_example_record.TFExampleRecord(
+        file_pattern=[str(tmp_path / "a.gz"), str(tmp_path / "b*.gz")],
+        schema=schema,
+        telemetry_descriptors=["test"],
+    )
+    ours = executor.faster(stock, rows=4096)
+    assert ours.ArrowSchema() == stock.ArrowSchema()
+    assert isinstance(ours, executor.TFExampleFiles)
+    _check_source(stock, 10_000, 8000, [8000])  # what TFXIO's own source gives
+    _check_source(ours, None, 8000, [904, 3000, 4096])  # each file in batches of 4,096
+    _check_source(ours, 1000, 8000, [1000] * 8)
+    # Projected, it still reads through tf.data.
+    assert isinstance(ours.Project(["item"]).projected, executor.TFExampleFiles)
+    # Other TFXIOs keep TFXIO's own source, in batches of the rows asked for.
+    assert isinstance(executor.faster(object()), executor.BatchedTFXIO)
+    missing = executor.TFExampleFiles(
+        file_pattern=[str(tmp_path / "nothing*.gz")], telemetry_descriptors=["test"]
+    )
+    with pytest.raises(FileNotFoundError, match="nothing"), beam.Pipeline() as pipeline:
+        _ = pipeline | missing.BeamSource()

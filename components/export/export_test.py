@@ -256,6 +256,20 @@ def test_bad_event_values_name_file_column_and_value(tmp_path, events, match):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_bad_value_is_named_by_its_line_even_beside_a_rowid_column(tmp_path):
+    """Lines are DuckDB's row numbers in file order; a file's own "RowId" column (extra, so
+    ignored) does not hide them."""
+    raw = make_raw(tmp_path)
+    rows = [
+        f"{ts},{v},{e},{i},{t},{n}"
+        for n, (ts, v, e, i, t) in enumerate([*EVENTS[:5], (T0 + 3000, 1, "view", "", "")])
+    ]
+    header = "timestamp,visitorid,event,itemid,transactionid,RowId"
+    (raw / "events.csv").write_text("\n".join([header, *rows]) + "\n")
+    with pytest.raises(E.ExportError, match=r"events.csv: column 'itemid' .*first at line 7"):
+        E.export(raw, tmp_path / "out", cutoff=CUTOFF)
+
+
 def test_seconds_in_a_property_file_name_the_part(tmp_path):
     props = [*PROPS[:7], (T0 // 1000, 20, "available", "1"), *PROPS[8:]]
     raw = make_raw(tmp_path, props=props)
