@@ -1,15 +1,19 @@
 """TFX's Transform executor alone, as the pipeline runs it, on a finished run's Examples and schema.
 
-Runs `tfx.components.transform.executor.Executor` (analysis of the train split, nothing
+Runs the pipeline's Transform executor (``components.batched_reads``: TFX's own, reading through
+tf.data; or TFX's as it is, see the variants) (analysis of the train split, nothing
 materialised, no statistics: the pipeline's settings) with the local Beam arguments
 (``--mode``, 2 workers), once per ``--variants`` entry and ``--repeats`` times, interleaved, each
 into a fresh folder; prints every wall time and checks that every variant's transform graph gives
 the first one's outputs on ``--rows`` train rows (the visitor index aside when only one variant
 builds the visitor vocabulary).
 
-Variants: ``default`` (this code: no analyzer cache, no visitor vocabulary), ``cache`` (the
+Variants: ``default`` (this code: the pipeline's executor, ``components.batched_reads``, reading
+through tf.data in batches of 8,192; no analyzer cache, no visitor vocabulary), ``cache`` (the
 analyzer cache written, as TFX does by default), ``visitor`` (the visitor vocabulary built,
-``use_visitor``), ``cache+visitor`` (the code before 2026-12-03).
+``use_visitor``), ``cache+visitor`` (the settings before 2026-12-03), ``beam-reader`` (the
+default settings read by TFXIO's own Beam reader in batches of 8,192: the code before
+2026-12-04) and ``stock-executor`` (TFX's executor as it is: Beam's reader and batches).
 
 Usage::
 
@@ -41,11 +45,35 @@ from tfx.proto import transform_pb2  # noqa: E402
 from tfx.types import standard_artifacts  # noqa: E402
 from tfx.utils import proto_utils  # noqa: E402
 
+from components.batched_reads import executor as batched_reads  # noqa: E402
 from modules import features as F  # noqa: E402
 from modules import transform as T  # noqa: E402
 from pipeline import local_runner  # noqa: E402
 
-VARIANTS = ("default", "cache", "visitor", "cache+visitor")
+VARIANTS = ("default", "cache", "visitor", "cache+visitor", "beam-reader", "stock-executor")
+
+
+class _BeamReaderProcessor(batched_reads._BatchedTransformProcessor):  # noqa: SLF001
+    """The pipeline's processor (batches of 8,192) with TFXIO's own Beam reader."""
+
+    def _CreateTFXIO(self, dataset, schema):  # noqa: N802 (TFX's interface)
+        return transform_executor.TransformProcessor._CreateTFXIO(self, dataset, schema)
+
+
+class _BeamReaderExecutor(transform_executor.Executor):
+    def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802
+        with batched_reads._swapped(  # noqa: SLF001
+            transform_executor, "TransformProcessor", _BeamReaderProcessor
+        ):
+            super().Do(input_dict, output_dict, exec_properties)
+
+
+def _executor(variant: str):
+    if variant == "stock-executor":
+        return transform_executor.Executor
+    if variant == "beam-reader":
+        return _BeamReaderExecutor
+    return batched_reads.TransformExecutor
 
 
 def _latest(pattern: str) -> str:
@@ -86,7 +114,7 @@ def run_transform(root: str, out: Path, variant: str, mode: str) -> float:
         beam_pipeline_args=local_runner.beam_args(mode, 2), tmp_dir=str(out / "tmp")
     )
     start = time.perf_counter()
-    transform_executor.Executor(context).Do(
+    _executor(variant)(context).Do(
         {"examples": [examples], "schema": [schema]}, outputs, properties
     )
     return time.perf_counter() - start
