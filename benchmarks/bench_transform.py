@@ -51,13 +51,14 @@ from modules import transform as T  # noqa: E402
 from pipeline import local_runner  # noqa: E402
 
 VARIANTS = ("default", "cache", "visitor", "cache+visitor", "beam-reader", "stock-executor")
+_STOCK_PROCESSOR = transform_executor.TransformProcessor  # before any swap
 
 
 class _BeamReaderProcessor(batched_reads._BatchedTransformProcessor):  # noqa: SLF001
     """The pipeline's processor (batches of 8,192) with TFXIO's own Beam reader."""
 
     def _CreateTFXIO(self, dataset, schema):  # noqa: N802 (TFX's interface)
-        return transform_executor.TransformProcessor._CreateTFXIO(self, dataset, schema)
+        return _STOCK_PROCESSOR._CreateTFXIO(self, dataset, schema)
 
 
 class _BeamReaderExecutor(transform_executor.Executor):
